@@ -1,0 +1,117 @@
+"""The seven reward components. Each is a small pure function with its bounds documented;
+the step reward is their sum clipped to ``[REWARD_MIN, REWARD_MAX]``.
+
+Order (also the order of ``info["reward_components"]`` arrays): r_topo, r_shed, r_mem,
+r_fric, r_lat, r_up, r_eff. Healthy and economical is about +2.3; a dead database about -4.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from dime_gym.core._jit import kernel
+from dime_gym.core.state import DB, ERROR_BUDGET_MAX, FIRST_WORKER, MAX_REPLICAS, N_NODES, N_WORKERS
+
+REWARD_COMPONENTS = ("r_topo", "r_shed", "r_mem", "r_fric", "r_lat", "r_up", "r_eff")
+REWARD_BOUNDS = {
+    "r_topo": (-2.0, 0.5),
+    "r_shed": (-1.0, 0.0),
+    "r_mem": (-1.0, 0.0),
+    "r_fric": (-0.5, 0.0),
+    "r_lat": (-1.0, 0.5),
+    "r_up": (0.0, 1.0),
+    "r_eff": (-0.5, 0.5),
+}
+REWARD_MIN, REWARD_MAX = -5.0, 5.0
+DB_STRESS_UTIL = 0.8  # DB utilisation above which r_topo starts to fall
+MEM_PRESSURE_START = 0.70
+
+
+@kernel
+def r_topo(db_up, db_util, serving_workers):
+    """Topology health, database first, in [-2, 0.5]: -2 while the DB is down; otherwise
+    0.3 scaled down by DB stress (utilisation 0.8 -> 1) plus 0.2 x serving worker fraction."""
+    if not db_up:
+        return -2.0
+    stress = min(1.0, max(0.0, (db_util - DB_STRESS_UTIL) / (1.0 - DB_STRESS_UTIL)))
+    return 0.3 * (1.0 - stress) + 0.2 * serving_workers / N_WORKERS
+
+
+@kernel
+def r_shed(offered_rps, good_rps):
+    """Load shed in [-1, 0]: minus the fraction of offered requests not served within the SLO
+    (throttled, dropped, failed or too slow), so shedding traffic is never free."""
+    if offered_rps <= 0.0:
+        return 0.0
+    return -min(1.0, max(0.0, 1.0 - good_rps / offered_rps))
+
+
+@kernel
+def r_mem(max_mem):
+    """Memory pressure in [-1, 0]: quadratic from 0.70 to the 0.98 OOM line."""
+    x = min(1.0, max(0.0, (max_mem - MEM_PRESSURE_START) / (0.98 - MEM_PRESSURE_START)))
+    return -x * x
+
+
+@kernel
+def r_fric(friction):
+    """Action friction in [-0.5, 0]: the action's cost (restarts and scale-ups dearest,
+    invalid actions surcharged), so thrashing is paid for every step."""
+    return -min(0.5, max(0.0, friction))
+
+
+@kernel
+def r_lat(p99_ms, slo_ms):
+    """Tail latency in [-1, 0.5]: 0.5 x (1 - p99/SLO) under the SLO, then -log2(p99/SLO)/2,
+    continuous at the SLO and saturating at four times it."""
+    x = p99_ms / slo_ms
+    if x <= 1.0:
+        return 0.5 * (1.0 - x)
+    return -min(1.0, 0.5 * math.log2(x))
+
+
+@kernel
+def r_up(nodes_up):
+    """Uptime in [0, 1]: the fraction of the 8 permanent nodes serving."""
+    return nodes_up / N_NODES
+
+
+@kernel
+def r_eff(error_budget, active_replicas):
+    """Efficiency in [-0.5, 0.5]: half the remaining error budget fraction minus half the
+    fraction of replica slots paid for."""
+    return 0.5 * error_budget / ERROR_BUDGET_MAX - 0.5 * active_replicas / MAX_REPLICAS
+
+
+@kernel
+def compute_reward(p, s, friction, active_replicas):
+    """Fill ``s.reward_components`` and ``s.reward`` from the post-step state."""
+    db_up = s.failed[DB] == 0 and s.restart_left[DB] == 0
+    serving = 0
+    max_mem = 0.0
+    for i in range(N_NODES):
+        up = s.failed[i] == 0 and s.restart_left[i] == 0
+        if up:
+            if i >= FIRST_WORKER:
+                serving += 1
+            if s.mem[i] > max_mem:
+                max_mem = s.mem[i]
+    nodes_up = serving + (1 if db_up else 0)
+    c = s.reward_components
+    c[0] = r_topo(db_up, s.db_util, serving)
+    c[1] = r_shed(s.offered_rps, s.good_rps)
+    c[2] = r_mem(max_mem)
+    c[3] = r_fric(friction)
+    c[4] = r_lat(s.latency_p99_ms, p.slo_p99_ms)
+    c[5] = r_up(nodes_up)
+    c[6] = r_eff(s.error_budget, active_replicas)
+    total = 0.0
+    for k in range(c.shape[0]):
+        total += c[k]
+    s.reward = min(REWARD_MAX, max(REWARD_MIN, total))
+
+
+REWARD_LOWER = np.array([REWARD_BOUNDS[n][0] for n in REWARD_COMPONENTS])
+REWARD_UPPER = np.array([REWARD_BOUNDS[n][1] for n in REWARD_COMPONENTS])

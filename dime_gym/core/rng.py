@@ -1,0 +1,59 @@
+"""A splitmix64 generator whose whole state is one ``uint64`` stored in the cluster state.
+
+Each cluster carries two independent streams (dynamics, telemetry), so drawing telemetry
+never perturbs the dynamics, and a snapshot of the state array replays exactly. Every
+uint64 constant is written as ``np.uint64`` because Numba types ``x >> 30`` with a plain
+int literal as int64 (arithmetic shift), which would silently change the stream.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from dime_gym.core._jit import kernel
+
+STREAM_DYNAMICS = 0
+STREAM_TELEMETRY = 1
+N_STREAMS = 2
+
+_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
+_MIX1 = np.uint64(0xBF58476D1CE4E5B9)
+_MIX2 = np.uint64(0x94D049BB133111EB)
+_S30 = np.uint64(30)
+_S27 = np.uint64(27)
+_S31 = np.uint64(31)
+_S11 = np.uint64(11)
+_INV_2_53 = 1.0 / 9007199254740992.0
+
+
+@kernel
+def mix64(z):
+    """splitmix64's finaliser: a bijective scramble of a uint64."""
+    z = (z ^ (z >> _S30)) * _MIX1
+    z = (z ^ (z >> _S27)) * _MIX2
+    return z ^ (z >> _S31)
+
+
+@kernel
+def next_uniform(rng_state, stream):
+    """Advance ``rng_state[stream]`` and return a float64 uniform in [0, 1)."""
+    rng_state[stream] = rng_state[stream] + _GOLDEN
+    return float(mix64(rng_state[stream]) >> _S11) * _INV_2_53
+
+
+@kernel
+def next_normal(rng_state, stream):
+    """Standard normal draw (Box-Muller, one value per two uniforms)."""
+    u1 = next_uniform(rng_state, stream)
+    u2 = next_uniform(rng_state, stream)
+    return math.sqrt(-2.0 * math.log(1.0 - u1)) * math.cos(2.0 * math.pi * u2)
+
+
+def seed_streams(seed: int) -> np.ndarray:
+    """Derive the initial ``(N_STREAMS,)`` uint64 stream states from an integer seed."""
+    base = np.uint64(int(seed) & 0xFFFFFFFFFFFFFFFF)
+    return np.array(
+        [mix64(base ^ np.uint64(0x1234567 * (k + 1))) for k in range(N_STREAMS)], dtype=np.uint64
+    )

@@ -1,0 +1,29 @@
+"""What the agent can see: per-node telemetry dropout drawn from its own RNG stream.
+
+Each node's telemetry is a two-state Markov chain (visible <-> dropped) with
+``dropout_prob`` and ``dropout_recover_prob`` per step; a ``query_logs`` forces it visible
+for a few steps. Exactly one uniform is drawn per node per step from the telemetry stream,
+whatever the branch, so the stream position never depends on the agent's actions and the
+dynamics stream is never touched.
+"""
+
+from __future__ import annotations
+
+from dime_gym.core._jit import kernel
+from dime_gym.core.rng import STREAM_TELEMETRY, next_uniform
+from dime_gym.core.state import N_NODES
+
+
+@kernel
+def update_dropout(p, s):
+    """Advance every node's dropout state by one step (in place)."""
+    for i in range(N_NODES):
+        u = next_uniform(s.rng, STREAM_TELEMETRY)
+        if s.visible_left[i] > 0:
+            s.visible_left[i] -= 1
+            s.dropped[i] = 0
+        elif s.dropped[i] == 1:
+            if u < p.dropout_recover_prob:
+                s.dropped[i] = 0
+        elif u < p.dropout_prob:
+            s.dropped[i] = 1

@@ -1,0 +1,1 @@
+"""Text interface of DIME: prompts, kubectl commands, TextEnv."""
