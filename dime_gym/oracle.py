@@ -4,11 +4,12 @@ Each rule is ``(id, name, test, act)``: ``test(view)`` returns ``None`` or a mat
 nodes it found), ``act(view, match)`` the action. The thresholds live once in
 ``TRIAGE_THRESHOLDS``; the system prompt renders its rule text from the same values.
 
-Three fixes over the original, which each cost it score: DB recovery is checked before the
+Four fixes over the original, which each cost it score: DB recovery is checked before the
 black-swan rule (the seed's priority inversion); a throttle that is already in force is held
 (no_op) instead of being re-issued every step; and rule 10 releases a throttle, in stages,
 once the load it would let back in projects under the scale and DB-stress thresholds, so a
-throttle is never left on forever.
+throttle is never left on forever; and rule 9 does not scale while a node is restarting
+(its capacity is already on the way back, and a cold replica only loads the database).
 """
 
 from __future__ import annotations
@@ -185,8 +186,8 @@ RULES: tuple[Rule, ...] = (
          lambda v: True if len(v.failed) >= T["black_swan_failed_nodes"] else None, lambda v, m: _throttle(T["black_swan_rate"])),
     Rule(8, "db_stress", f"DB STRESS: if node-0 cpu > {T['db_stress_cpu']} -> kubectl throttle ingress --rate={T['db_stress_rate']}",
          lambda v: True if v.cpu[DB] > T["db_stress_cpu"] else None, lambda v, m: _throttle(T["db_stress_rate"])),
-    Rule(9, "safe_scale", f"SAFE SCALE: if mean worker cpu > {T['scale_mean_cpu']} and error_budget > {T['scale_min_error_budget']:g} -> kubectl scale deployment frontend --replicas=1",
-         lambda v: True if v.mean_worker_cpu() > T["scale_mean_cpu"] and v.error_budget > T["scale_min_error_budget"] and v.cloud_budget >= 1 else None,
+    Rule(9, "safe_scale", f"SAFE SCALE: if mean worker cpu > {T['scale_mean_cpu']}, error_budget > {T['scale_min_error_budget']:g} and no node is restarting -> kubectl scale deployment frontend --replicas=1",
+         lambda v: True if v.mean_worker_cpu() > T["scale_mean_cpu"] and v.error_budget > T["scale_min_error_budget"] and v.cloud_budget >= 1 and not v.restarting else None,
          lambda v, m: (SCALE_UP, 0, 0, 0)),
     Rule(10, "healthy", "HEALTHY: no_op (or release a throttle once the load it holds back fits again)",
          lambda v: True, lambda v, m: _release(v)),

@@ -175,8 +175,8 @@ def grade(step: int, sum_offered: float, sum_good: float, steps_db_up: int, step
     goodput = _clip(sum_good / sum_offered, 0.0, 1.0) if sum_offered > 0 else 1.0
     availability = steps_db_up / steps
     slo = steps_slo_met / steps
-    initial_credits = max(1.0, credits_spent + cloud_credits)
-    resource_cost = min(1.0, 0.5 * credits_spent / initial_credits + friction_total / (FRICTION_PER_STEP_BUDGET * steps))
+    # cloud credits cost score only through the friction of the scale-ups that spent them
+    resource_cost = min(1.0, friction_total / (FRICTION_PER_STEP_BUDGET * steps))
     w = GRADER_WEIGHTS
     quality = goodput * (w["base"] + w["availability"] * availability + w["slo"] * slo)
     return _clip(quality * (1.0 - w["resource"] * resource_cost), 0.0, 1.0)

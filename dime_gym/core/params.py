@@ -26,7 +26,7 @@ MEM_DB_BASELINE = 0.35
 MEM_RELAX = 0.3  # fraction of the gap to the load-driven target closed per step
 MEM_AFTER_RESTART = 0.20
 OOM_THRESHOLD = 0.98
-GC_PRESSURE_MEM = 0.88  # memory where garbage-collection pauses start to bite
+GC_PRESSURE_MEM = 0.85  # memory where garbage-collection pauses start to bite
 GC_CAPACITY_LOSS = 0.6  # worker capacity lost at the OOM line
 GC_SLOWDOWN = 20.0  # extra service time (x base) at the OOM line
 
@@ -76,7 +76,7 @@ def default_params() -> np.ndarray:
     p["replica_db_overhead"] = 0.03
     p["replica_warmup_db_load"] = 0.2
     p["replica_cold_steps"] = 2
-    p["replica_ttl_steps"] = 15
+    p["replica_ttl_steps"] = 20
     p["client_timeout_ms"] = CLIENT_TIMEOUT_MS
     p["slo_p99_ms"] = SLO_P99_MS
     p["dropout_prob"] = 0.04

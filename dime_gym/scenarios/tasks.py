@@ -171,7 +171,7 @@ def _black_swan(rng, p, s, options):
 
 def _retry_storm(rng, p, s, options):
     step = int(rng.integers(3, 7))
-    p["retry_gain"] = float(rng.uniform(1.2, 1.5))
+    p["retry_gain"] = float(rng.uniform(1.6, 1.9))
     p["db_slowdown_start_step"] = step
     p["db_slowdown_steps"] = 2
     p["db_slowdown_factor"] = 0.3
@@ -304,7 +304,7 @@ TASKS: tuple[Task, ...] = (
     ),
     Task(
         id="memory_leak_slow_burn",
-        mechanism="under 1.4x load one worker leaks 2.5-3 % memory per step that GC never reclaims: GC pauses stall it from 0.88, it OOMs near step 20, and again after kubelet restarts it",
+        mechanism="under 1.4x load one worker leaks 2.5-3 % memory per step that GC never reclaims: GC pauses stall it from 0.85, it OOMs near step 20, and again after kubelet restarts it",
         task_hint="Memory on one worker keeps growing.",
         episode_steps=60,
         ideal_response="restart the leaking worker before it reaches the OOM line (a restart reclaims leaked memory)",
