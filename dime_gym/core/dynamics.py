@@ -328,11 +328,6 @@ def step_cluster(p, s, action):
         p99 = p.client_timeout_ms
     else:
         p99 = 0.0
-    # requests waiting at workers that cannot complete them count against availability
-    if scale == 0.0:
-        for i in range(FIRST_WORKER, N_NODES):
-            if is_serving(s, i) and s.zombie[i] == 0:
-                failed_rps += min(s.arrival_rps[i], QUEUE_CAPACITY / dt)
     s.latency_mean_ms = latency_mean
     s.latency_p99_ms = p99
     s.served_total_rps = served_ok
