@@ -20,7 +20,7 @@ from collections.abc import Callable, Mapping
 
 import numpy as np
 
-from dime_gym.core.actions import NO_OP, REROUTE, RESTART, SCALE_UP, THROTTLE, level_from_rate, rate_from_level
+from dime_gym.core.actions import NO_OP, RATE_LEVELS, REROUTE, RESTART, SCALE_UP, THROTTLE, level_from_rate, rate_from_level
 from dime_gym.core.params import CPU_BACKGROUND
 from dime_gym.core.state import DB, FIRST_WORKER, N_NODES
 from dime_gym.text.commands import format_action
@@ -48,6 +48,12 @@ TRIAGE_THRESHOLDS = {
 T = TRIAGE_THRESHOLDS
 
 
+def _decimal(x) -> float:
+    """A float32 observation value as the decimal it stands for (0.92f -> 0.92), so a value at a
+    threshold reads the same from the Dict observation and from the JSON prompt."""
+    return round(float(x), 6)
+
+
 @dataclasses.dataclass(frozen=True)
 class ClusterView:
     """The observation fields the rules read, as plain Python values."""
@@ -69,7 +75,7 @@ class ClusterView:
 
         def scalar(key: str, default: float) -> float:
             value = obs.get(key, default)
-            return float(np.asarray(value).reshape(-1)[0])
+            return _decimal(np.asarray(value).reshape(-1)[0])
 
         def nodes(key: str) -> frozenset[int]:
             value = np.asarray(obs.get(key, []), dtype=np.int64).reshape(-1)
@@ -78,8 +84,8 @@ class ClusterView:
             return frozenset(int(i) for i in value)
 
         return cls(
-            cpu=tuple(float(x) for x in obs["cpu_loads"]),
-            mem=tuple(float(x) for x in obs["mem_utilizations"]),
+            cpu=tuple(_decimal(x) for x in obs["cpu_loads"]),
+            mem=tuple(_decimal(x) for x in obs["mem_utilizations"]),
             failed=nodes("failed_nodes"),
             restarting=nodes("restarting_nodes"),
             p99_ms=scalar("p99_latency", 0.0),
@@ -151,7 +157,7 @@ def _release(v: ClusterView) -> Action:
     if v.serving(DB) and v.cpu[DB] > CPU_BACKGROUND:
         target = T["db_stress_cpu"] - T["release_headroom"]
         limits.append(theta * (target - CPU_BACKGROUND) / (v.cpu[DB] - CPU_BACKGROUND))
-    new_rate = rate_from_level(math.floor(min(limits) * 20 + 1e-9))
+    new_rate = rate_from_level(math.floor(min(limits) * (RATE_LEVELS - 1) + 1e-9))
     if new_rate > v.throttle_rate + 1e-9:
         return _throttle(new_rate)
     return (NO_OP, 0, 0, 0)

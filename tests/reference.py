@@ -173,8 +173,8 @@ def grade(step: int, sum_offered: float, sum_good: float, steps_db_up: int, step
     """The episode score formula of ``dime_gym.scenarios.graders`` on plain numbers."""
     steps = max(1, step)
     goodput = _clip(sum_good / sum_offered, 0.0, 1.0) if sum_offered > 0 else 1.0
-    availability = steps_db_up / steps
-    slo = steps_slo_met / steps
+    availability = steps_db_up / steps if step > 0 else 1.0  # nothing has gone wrong before step 1
+    slo = steps_slo_met / steps if step > 0 else 1.0
     # cloud credits cost score only through the friction of the scale-ups that spent them
     resource_cost = min(1.0, friction_total / (FRICTION_PER_STEP_BUDGET * steps))
     w = GRADER_WEIGHTS

@@ -333,7 +333,7 @@ def test_rng__query_logs_never_changes_dynamics():
 ACTIONS = st.tuples(*(st.integers(0, int(n) - 1) for n in ACTION_NVEC))
 FLOAT_FIELDS = [n for n in STATE_DTYPE.names if STATE_DTYPE[n].base.kind == "f"]
 UNIT_FIELDS = ("cpu", "mem", "io_wait", "db_util", "throttle_rate", "db_pool_free")
-LATENCY_FIELDS = ("latency_mean_ms", "latency_p99_ms", "node_p99_ms")
+LATENCY_FIELDS = ("latency_mean_ms", "latency_p99_ms")
 
 
 def _friction(action, errors) -> float:
@@ -372,11 +372,15 @@ def test_core__reachable_states_keep_invariants_and_bounded_rewards(task, seed, 
     env = DimeEnv(task=task, with_oracle=False)
     env.reset(seed=seed)
     _assert_state_invariants(env.state_record)
+    offered = accounted = 0.0
     for action in actions:
         a = np.asarray(action, dtype=np.int64)
         _, r, terminated, truncated, info = env.step(a)
         s = env.state_record
         _assert_state_invariants(s)
+        offered += s["offered_rps"]
+        accounted += s["good_rps"] + s["failed_rps"] + s["shed_rps"]
+        assert accounted <= offered * (1 + 1e-9) + 1e-9  # no request counted twice
         assert math.isfinite(r) and REWARD_MIN <= r <= REWARD_MAX
         assert not terminated
         comps = info["reward_components"]

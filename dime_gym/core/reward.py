@@ -12,6 +12,7 @@ import math
 import numpy as np
 
 from dime_gym.core._jit import kernel
+from dime_gym.core.params import OOM_THRESHOLD
 from dime_gym.core.state import DB, ERROR_BUDGET_MAX, FIRST_WORKER, MAX_REPLICAS, N_NODES, N_WORKERS
 
 REWARD_COMPONENTS = ("r_topo", "r_shed", "r_mem", "r_fric", "r_lat", "r_up", "r_eff")
@@ -51,7 +52,7 @@ def r_shed(offered_rps, good_rps):
 @kernel
 def r_mem(max_mem):
     """Memory pressure in [-1, 0]: quadratic from 0.70 to the 0.98 OOM line."""
-    x = min(1.0, max(0.0, (max_mem - MEM_PRESSURE_START) / (0.98 - MEM_PRESSURE_START)))
+    x = min(1.0, max(0.0, (max_mem - MEM_PRESSURE_START) / (OOM_THRESHOLD - MEM_PRESSURE_START)))
     return -x * x
 
 

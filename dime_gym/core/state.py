@@ -73,7 +73,6 @@ STATE_DTYPE = np.dtype(
         ("route_weight", np.float64, (N_NODES,)),  # (N,) routing weight of each worker (DB: 0)
         ("arrival_rps", np.float64, (N_NODES,)),  # (N,) admitted requests routed to the node
         ("served_rps", np.float64, (N_NODES,)),  # (N,) requests completed by the node
-        ("node_p99_ms", np.float64, (N_NODES,)),  # (N,) p99 latency of the node's requests
         ("failed", np.int64, (N_NODES,)),  # (N,) 1 if crashed and not restarting
         ("restart_left", np.int64, (N_NODES,)),  # (N,) steps until a restart completes, 0 = none
         ("cooldown_left", np.int64, (N_NODES,)),  # (N,) steps until a restart is allowed again

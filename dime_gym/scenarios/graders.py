@@ -26,8 +26,9 @@ def grade_components(state) -> dict[str, np.ndarray]:
     steps = np.maximum(1, state["step"])
     offered = state["sum_offered"]
     goodput = np.where(offered > 0, state["sum_good"] / np.maximum(offered, 1e-12), 1.0)
-    availability = state["steps_db_up"] / steps
-    slo = state["steps_slo_met"] / steps
+    started = state["step"] > 0  # before the first step nothing has gone wrong yet
+    availability = np.where(started, state["steps_db_up"] / steps, 1.0)
+    slo = np.where(started, state["steps_slo_met"] / steps, 1.0)
     resource_cost = np.minimum(1.0, state["friction_total"] / (FRICTION_PER_STEP_BUDGET * steps))
     return {
         "goodput": np.clip(goodput, 0.0, 1.0),

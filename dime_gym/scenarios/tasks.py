@@ -120,11 +120,12 @@ def _trace(rng, p, s, options):
         raise ValueError(f"trace has {len(load)} steps; task needs at least {steps}")
     offset = int(rng.integers(0, len(load) - steps + 1))
     _profile(p)[:steps] = load[offset : offset + steps]
-    window = load[offset : offset + steps]
-    hot = np.flatnonzero(window > 1.7)
-    first = int(hot[0]) if hot.size else steps
-    last = int(hot[-1]) if hot.size else steps
-    return {"fault_step": first, "burst_start": first, "burst_end": last + 1, "trace_offset": offset}
+    hot = load[offset : offset + steps] > 1.7
+    first = int(np.argmax(hot)) if hot.any() else steps
+    end = first
+    while end < steps and hot[end]:  # the first burst only: release right after it
+        end += 1
+    return {"fault_step": first, "burst_start": max(first, 1), "burst_end": end, "trace_offset": offset}
 
 
 def _thundering_herd(rng, p, s, options):
