@@ -11,18 +11,19 @@ that seed.
 
 from __future__ import annotations
 
+import abc
 from collections.abc import Callable
 
 import numpy as np
 
-from dime_gym.core.actions import ACTION_NVEC, NO_OP, QUERY_LOGS, RESTART, SCALE_UP, THROTTLE
+from dime_gym.core.actions import ACTION_NVEC, QUERY_LOGS, RESTART, SCALE_UP, THROTTLE
 from dime_gym.core.state import DB, FIRST_WORKER, N_NODES
 from dime_gym.oracle import oracle_policy
 
 NO_OP_ACTION = np.zeros(4, dtype=np.int64)
 
 
-class Policy:
+class Policy(abc.ABC):
     """Base class: stateless unless ``reset`` is overridden."""
 
     name = "policy"
@@ -30,8 +31,9 @@ class Policy:
     def reset(self, seed: int, episode) -> None:  # noqa: B027 - optional hook
         """Called before each episode with its seed and ``dime_gym.scenarios.Episode``."""
 
+    @abc.abstractmethod
     def __call__(self, obs, info) -> np.ndarray:
-        raise NotImplementedError
+        """The action for this observation."""
 
 
 class FunctionPolicy(Policy):

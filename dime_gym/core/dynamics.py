@@ -29,6 +29,7 @@ from dime_gym.core.params import (
     DB_AUTO_RESTART_BACKOFF_STEPS,
     CPU_BACKGROUND,
     DB_OVERLOAD_STEPS_TO_CRASH,
+    DB_REPLICATION_CAPACITY_LOSS,
     DB_SERVICE_MS,
     GC_CAPACITY_LOSS,
     GC_PRESSURE_MEM,
@@ -73,7 +74,6 @@ from dime_gym.core.telemetry import update_dropout
 
 N_CLASSES = N_NODES + 1  # latency classes: one per node slot (workers) + the replica pool
 REPLICA_CLASS = N_NODES
-DB_REPLICATION_CAPACITY_LOSS = 3.0  # DB capacity = nominal / (1 + 3 x replication io)
 
 
 @kernel

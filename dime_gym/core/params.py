@@ -19,6 +19,7 @@ DB_CAPACITY_RPS = 285.0  # 100 / 285 = 35 % utilisation
 CPU_BACKGROUND = 0.05  # idle CPU of a live process
 WORKER_SERVICE_MS = 3.0  # unloaded worker service time
 DB_SERVICE_MS = 2.0  # unloaded database time per request
+DB_REPLICATION_CAPACITY_LOSS = 3.0  # DB capacity = nominal / (1 + 3 x replication io contention)
 UTIL_CEILING = 0.98  # utilisation cap inside 1 / (1 - rho) so latency stays finite
 
 MEM_BASELINE = 0.25

@@ -13,7 +13,9 @@ import numpy as np
 
 from dime_gym.core.params import (
     CPU_BACKGROUND,
+    DB_REPLICATION_CAPACITY_LOSS,
     DB_SERVICE_MS,
+    UTIL_CEILING,
     WORKER_SERVICE_MS,
     MEM_BASELINE,
     MEM_DB_BASELINE,
@@ -87,12 +89,12 @@ def _settle_observables(p: np.ndarray, s: np.ndarray) -> None:
     share = offered * weights / weights.sum()
     rho = np.minimum(1.0, share / p["worker_capacity_rps"])
     s["cpu"][FIRST_WORKER:] = CPU_BACKGROUND + (1 - CPU_BACKGROUND) * rho
-    db_util = min(1.0, offered / p["db_capacity_rps"] * (1 + 3 * p["replication_io"]))
+    db_util = min(1.0, offered / p["db_capacity_rps"] * (1 + DB_REPLICATION_CAPACITY_LOSS * p["replication_io"]))
     s["cpu"][DB] = CPU_BACKGROUND + (1 - CPU_BACKGROUND) * db_util
     s["db_util"] = db_util
     s["io_wait"] = min(1.0, 0.05 + 0.55 * db_util**2 + p["replication_io"])
     s["offered_rps"] = s["admitted_rps"] = offered
-    mean_ms = WORKER_SERVICE_MS / (1 - min(float(rho.max()), 0.98)) + DB_SERVICE_MS / (1 - min(db_util, 0.98)) * (1 + 2 * s["io_wait"])
+    mean_ms = WORKER_SERVICE_MS / (1 - min(float(rho.max()), UTIL_CEILING)) + DB_SERVICE_MS / (1 - min(db_util, UTIL_CEILING)) * (1 + 2 * s["io_wait"])
     s["latency_mean_ms"] = mean_ms
     s["latency_p99_ms"] = mean_ms * np.log(100.0)
 
