@@ -23,14 +23,13 @@ from numba import prange
 
 from dime_gym.core._jit import kernel, parallel_kernel
 from dime_gym.core.actions import apply_action, begin_restart
-from dime_gym.core.latency import class_tail, mixture_quantile
+from dime_gym.core.latency import class_tail, db_io_wait, db_response_ms, mixture_quantile
 from dime_gym.core.params import (
     AUTO_RESTART_BACKOFF_STEPS,
     DB_AUTO_RESTART_BACKOFF_STEPS,
     CPU_BACKGROUND,
     DB_OVERLOAD_STEPS_TO_CRASH,
     DB_REPLICATION_CAPACITY_LOSS,
-    DB_SERVICE_MS,
     GC_CAPACITY_LOSS,
     GC_PRESSURE_MEM,
     GC_SLOWDOWN,
@@ -252,13 +251,13 @@ def step_cluster(p, s, action):
         scale = db_capacity / total_demand
     db_util = min(1.0, total_demand / db_capacity) if db_capacity > 0.0 else 0.0
     s.db_util = db_util
-    s.io_wait = min(1.0, 0.05 + 0.55 * db_util * db_util + contention)
+    s.io_wait = db_io_wait(db_util, contention)
 
     # --- serving, queues, CPU ---------------------------------------------------------------
     share = np.zeros(N_CLASSES)
     wait_ms = np.zeros(N_CLASSES)
     mean_ms = np.zeros(N_CLASSES)
-    db_ms = DB_SERVICE_MS / (1.0 - min(db_util, UTIL_CEILING)) * (1.0 + 2.0 * s.io_wait)
+    db_ms = db_response_ms(db_util, s.io_wait)
     in_flight = 0.0
     for i in range(FIRST_WORKER, N_NODES):
         s.served_rps[i] = 0.0

@@ -14,7 +14,6 @@ import numpy as np
 from dime_gym.core.params import (
     CPU_BACKGROUND,
     DB_REPLICATION_CAPACITY_LOSS,
-    DB_SERVICE_MS,
     UTIL_CEILING,
     WORKER_SERVICE_MS,
     MEM_BASELINE,
@@ -22,6 +21,7 @@ from dime_gym.core.params import (
     default_params,
     validate_params,
 )
+from dime_gym.core.latency import db_io_wait, db_response_ms
 from dime_gym.core.rng import seed_streams
 from dime_gym.core.state import (
     DB,
@@ -92,9 +92,9 @@ def _settle_observables(p: np.ndarray, s: np.ndarray) -> None:
     db_util = min(1.0, offered / p["db_capacity_rps"] * (1 + DB_REPLICATION_CAPACITY_LOSS * p["replication_io"]))
     s["cpu"][DB] = CPU_BACKGROUND + (1 - CPU_BACKGROUND) * db_util
     s["db_util"] = db_util
-    s["io_wait"] = min(1.0, 0.05 + 0.55 * db_util**2 + p["replication_io"])
+    s["io_wait"] = db_io_wait(db_util, float(p["replication_io"]))
     s["offered_rps"] = s["admitted_rps"] = offered
-    mean_ms = WORKER_SERVICE_MS / (1 - min(float(rho.max()), UTIL_CEILING)) + DB_SERVICE_MS / (1 - min(db_util, UTIL_CEILING)) * (1 + 2 * s["io_wait"])
+    mean_ms = WORKER_SERVICE_MS / (1 - min(float(rho.max()), UTIL_CEILING)) + db_response_ms(db_util, float(s["io_wait"]))
     s["latency_mean_ms"] = mean_ms
     s["latency_p99_ms"] = mean_ms * np.log(100.0)
 
