@@ -9,7 +9,7 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
-from dime_gym.core.actions import ACTION_KINDS, ACTION_NVEC, QUERY_LOGS, describe_errors
+from dime_gym.core.actions import ACTION_KINDS, ACTION_NVEC, QUERY_LOGS, UNPARSABLE, describe_errors
 from dime_gym.core.dynamics import step_batch_serial
 from dime_gym.core.reward import REWARD_COMPONENTS
 from dime_gym.core.state import DB, EVENT_NAMES, N_NODES, empty_batch
@@ -18,6 +18,9 @@ from dime_gym.observation import build_observation, observation_space
 from dime_gym.oracle import triage
 from dime_gym.scenarios import DEFAULT_TASK, build_episode, get_task
 from dime_gym.scenarios.graders import grade
+
+
+UNPARSABLE_ACTION = np.array([UNPARSABLE, 0, 0, 0], dtype=np.int64)
 
 
 def validate_action(action: Any) -> np.ndarray:
@@ -143,10 +146,19 @@ class DimeEnv(gym.Env):
     def step(self, action):
         if self._episode is None:
             raise RuntimeError("call reset() before step()")
+        return self._advance(validate_action(action))
+
+    def step_unparsable(self):
+        """Advance one step for an agent answer that held no valid command: a no-op charged
+        as an invalid action (``ERR_UNPARSABLE``). The text interface uses it."""
+        if self._episode is None:
+            raise RuntimeError("call reset() before step()")
+        return self._advance(UNPARSABLE_ACTION)
+
+    def _advance(self, a: np.ndarray):
         s = self._states[0]
         if s["step"] >= self._params[0]["episode_steps"]:
             raise RuntimeError(f"the episode ended after {int(s['step'])} steps; call reset()")
-        a = validate_action(action)
         step_batch_serial(self._params, self._states, a.reshape(1, 4))
         s = self._states[0]
         obs = build_observation(s)

@@ -16,6 +16,11 @@ query_logs   5       ``node``: telemetry visible for a few steps + a log excerpt
 
 Fields a kind does not use are ignored. Invalid targets change nothing and set bits in the
 returned ``ERR_*`` mask (reported as ``info["action_errors"]``).
+
+The kernels also take kind ``UNPARSABLE`` (-1), outside the public action space: an agent's
+answer that held no valid command. It acts as a no-op that is charged as an invalid action
+(``ERR_UNPARSABLE``), so the text interface, the batched env and reward scoring all give an
+unparsable answer the same outcome.
 """
 
 from __future__ import annotations
@@ -33,6 +38,7 @@ from dime_gym.core.params import (
 from dime_gym.core.state import DB, EVENT_RESTARTING, FIRST_WORKER, MAX_REPLICAS, N_NODES
 
 NO_OP, RESTART, REROUTE, SCALE_UP, THROTTLE, QUERY_LOGS = 0, 1, 2, 3, 4, 5
+UNPARSABLE = -1  # kernel-only kind: an answer with no valid command (a charged no-op)
 ACTION_KINDS = ("no_op", "restart", "reroute", "scale_up", "throttle", "query_logs")
 N_ACTION_KINDS = len(ACTION_KINDS)
 RATE_LEVELS = 21  # throttle rates 0.00, 0.05, ..., 1.00
@@ -46,6 +52,7 @@ ERR_REROUTE_TO_UNAVAILABLE = 1 << 4
 ERR_NO_CLOUD_CREDITS = 1 << 5
 ERR_NO_REPLICA_SLOT = 1 << 6
 ERR_ERROR_BUDGET_EXHAUSTED = 1 << 7
+ERR_UNPARSABLE = 1 << 8
 
 ERROR_MESSAGES = {
     ERR_NODE_RESTARTING: "RestartInProgress: node-{node} is already restarting",
@@ -56,6 +63,7 @@ ERROR_MESSAGES = {
     ERR_NO_CLOUD_CREDITS: "InsufficientFunds: no cloud credits left for a scale-up",
     ERR_NO_REPLICA_SLOT: "ScaleLimit: all replica slots are in use",
     ERR_ERROR_BUDGET_EXHAUSTED: "ErrorBudgetExhausted: the SLO error budget is empty; a throttle may only be loosened",
+    ERR_UNPARSABLE: "ParseError: the answer held no valid command; nothing was done",
 }
 
 # Friction (action cost) by kind, before the invalid-action surcharge.
@@ -107,7 +115,8 @@ def apply_action(p, s, action):
     Args:
         p: ``PARAMS_DTYPE`` record (replica timings).
         s: ``STATE_DTYPE`` record, modified in place.
-        action: ``(4,) int64`` ``[kind, node, dest, rate_level]``, already range-checked.
+        action: ``(4,) int64`` ``[kind, node, dest, rate_level]``, already range-checked
+            (kind may be ``UNPARSABLE``).
 
     Returns:
         ``(errors, friction)``: the ``ERR_*`` bitmask and the action's friction cost.
@@ -116,6 +125,9 @@ def apply_action(p, s, action):
     node = action[1]
     dest = action[2]
     errors = 0
+    if kind == UNPARSABLE:
+        errors |= ERR_UNPARSABLE
+        kind = NO_OP
     if kind == RESTART:
         if s.restart_left[node] > 0:
             errors |= ERR_NODE_RESTARTING
