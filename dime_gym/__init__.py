@@ -22,7 +22,7 @@ ENV_ID = "DIME-v0"
 if ENV_ID not in gym.registry:
     gym.register(
         id=ENV_ID,
-        entry_point="dime_gym.env:DimeEnv",
+        entry_point="dime_gym.registration:make_dime_env",
         kwargs={"task": DEFAULT_TASK},
     )
 

@@ -20,12 +20,25 @@ from dime_gym.scenarios import DEFAULT_TASK, build_episode, get_task
 from dime_gym.scenarios.graders import grade
 
 
-UNPARSABLE_ACTION = np.array([UNPARSABLE, 0, 0, 0], dtype=np.int64)
+class _UnparsableAnswer:
+    """Type of ``UNPARSABLE_ANSWER``, the action for an agent answer with no valid command."""
+
+    def __repr__(self) -> str:
+        return "UNPARSABLE_ANSWER"
+
+    def __reduce__(self) -> str:  # unpickles to the same singleton
+        return "UNPARSABLE_ANSWER"
+
+
+UNPARSABLE_ANSWER = _UnparsableAnswer()
 
 
 def validate_action(action: Any) -> np.ndarray:
     """Return ``action`` as a contiguous ``(4,) int64`` array or raise ``ValueError`` that
-    names the offending field and its valid range."""
+    names the offending field and its valid range. ``UNPARSABLE_ANSWER`` becomes the kernel's
+    ``UNPARSABLE`` action."""
+    if action is UNPARSABLE_ANSWER:
+        return np.array([UNPARSABLE, 0, 0, 0], dtype=np.int64)
     try:
         a = np.asarray(action)
     except Exception as exc:  # noqa: BLE001 - anything unconvertible is a bad action
@@ -61,7 +74,9 @@ class DimeEnv(gym.Env):
     ``MultiDiscrete([6, 8, 8, 21])`` = ``[kind, node, dest, rate_level]`` with kind
     0 no_op, 1 restart(node), 2 reroute(node -> dest), 3 scale_up, 4 throttle(rate_level/20),
     5 query_logs(node). Unused fields are ignored. Invalid targets do nothing and are listed in
-    ``info["action_errors"]``; an action outside the space raises ``ValueError``.
+    ``info["action_errors"]``; an action outside the space raises ``ValueError``. The action
+    ``dime_gym.env.UNPARSABLE_ANSWER`` stands for an agent answer with no valid command (the
+    text interface sends it): a no-op charged as an invalid action.
 
     ## Observation Space
     A ``Dict``:
@@ -150,10 +165,8 @@ class DimeEnv(gym.Env):
 
     def step_unparsable(self):
         """Advance one step for an agent answer that held no valid command: a no-op charged
-        as an invalid action (``ERR_UNPARSABLE``). The text interface uses it."""
-        if self._episode is None:
-            raise RuntimeError("call reset() before step()")
-        return self._advance(UNPARSABLE_ACTION)
+        as an invalid action (``ERR_UNPARSABLE``); the same as ``step(UNPARSABLE_ANSWER)``."""
+        return self.step(UNPARSABLE_ANSWER)
 
     def _advance(self, a: np.ndarray):
         s = self._states[0]

@@ -86,3 +86,51 @@ def build_observation(s) -> dict[str, np.ndarray]:
         "active_replicas": np.array([np.count_nonzero(s["replica_ttl_left"])], dtype=np.float32),
         "step": np.array([s["step"]], dtype=np.int64),
     }
+
+
+# Decimals each field is shown with to an agent (the text prompt) and read with by the triage
+# oracle, so that a model reading the prompt has exactly the information the oracle has.
+DISPLAY_DECIMALS = {
+    "cpu_loads": 2,
+    "mem_utilizations": 2,
+    "queue_lengths": 0,
+    "latency_ms": 1,
+    "p99_latency": 1,
+    "request_rate": 1,
+    "io_wait": 2,
+    "error_budget": 1,
+    "cloud_budget": 1,
+    "throttle_rate": 2,
+    "active_replicas": 0,
+    "step": 0,
+}
+NODE_SET_FIELDS = ("failed_nodes", "restarting_nodes")
+
+
+VECTOR_FIELDS = ("cpu_loads", "mem_utilizations", "queue_lengths")
+# The documented key order (``spaces.Dict`` sorts its keys; prompts keep this order).
+OBSERVATION_KEYS = (*VECTOR_FIELDS, *NODE_SET_FIELDS, *SCALAR_FIELDS, "step")
+
+
+def display_value(key: str, value):
+    """One numeric observation field at display precision, as plain Python: rounded to
+    ``DISPLAY_DECIMALS[key]`` decimals (ints where that is 0); vectors as lists."""
+    decimals = DISPLAY_DECIMALS[key]
+    values = value.tolist() if isinstance(value, np.ndarray) else list(value) if isinstance(value, (list, tuple)) else [value]
+    if decimals == 0:
+        rounded = [int(round(float(x))) for x in values]
+    else:
+        rounded = [round(float(x), decimals) + 0.0 for x in values]  # + 0.0: no -0.0
+    return rounded if key in VECTOR_FIELDS else rounded[0]
+
+
+def display_observation(obs) -> dict:
+    """The Dict observation as the plain values an agent is shown, in ``OBSERVATION_KEYS``
+    order; node sets (``failed_nodes``, ``restarting_nodes``) become sorted index lists."""
+    out = {}
+    for key in OBSERVATION_KEYS:
+        if key in NODE_SET_FIELDS:
+            out[key] = np.flatnonzero(np.asarray(obs[key])).tolist()
+        else:
+            out[key] = display_value(key, obs[key])
+    return out

@@ -23,6 +23,7 @@ import numpy as np
 from dime_gym.core.actions import NO_OP, RATE_LEVELS, REROUTE, RESTART, SCALE_UP, THROTTLE, level_from_rate, rate_from_level
 from dime_gym.core.params import CPU_BACKGROUND
 from dime_gym.core.state import DB, FIRST_WORKER, N_NODES
+from dime_gym.observation import display_value
 from dime_gym.text.commands import format_action
 
 TRIAGE_THRESHOLDS = {
@@ -48,12 +49,6 @@ TRIAGE_THRESHOLDS = {
 T = TRIAGE_THRESHOLDS
 
 
-def _decimal(x) -> float:
-    """A float32 observation value as the decimal it stands for (0.92f -> 0.92), so a value at a
-    threshold reads the same from the Dict observation and from the JSON prompt."""
-    return round(float(x), 6)
-
-
 @dataclasses.dataclass(frozen=True)
 class ClusterView:
     """The observation fields the rules read, as plain Python values."""
@@ -71,21 +66,22 @@ class ClusterView:
 
     @classmethod
     def from_observation(cls, obs: Mapping) -> ClusterView:
-        """Accept the env's Dict observation (masks) or the text layer's JSON (index lists)."""
+        """Accept the env's Dict observation (node masks) or the prompt's JSON (node index
+        lists). Values are read at display precision (``DISPLAY_DECIMALS``), so the oracle
+        decides the same from either and knows no more than a model reading the prompt."""
 
         def scalar(key: str, default: float) -> float:
-            value = obs.get(key, default)
-            return _decimal(np.asarray(value).reshape(-1)[0])
+            return float(display_value(key, obs.get(key, default)))
 
         def nodes(key: str) -> frozenset[int]:
-            value = np.asarray(obs.get(key, []), dtype=np.int64).reshape(-1)
-            if value.size == N_NODES and key in obs and not isinstance(obs[key], (list, tuple)):
-                return frozenset(int(i) for i in np.flatnonzero(value))
+            value = obs.get(key, [])
+            if isinstance(value, np.ndarray):  # a mask
+                return frozenset(np.flatnonzero(value).tolist())
             return frozenset(int(i) for i in value)
 
         return cls(
-            cpu=tuple(_decimal(x) for x in obs["cpu_loads"]),
-            mem=tuple(_decimal(x) for x in obs["mem_utilizations"]),
+            cpu=tuple(display_value("cpu_loads", obs["cpu_loads"])),
+            mem=tuple(display_value("mem_utilizations", obs["mem_utilizations"])),
             failed=nodes("failed_nodes"),
             restarting=nodes("restarting_nodes"),
             p99_ms=scalar("p99_latency", 0.0),
@@ -186,16 +182,16 @@ RULES: tuple[Rule, ...] = (
     Rule(5, "retry_storm", f"RETRY STORM: if p99 > {T['retry_p99_ms']:g}ms and request_rate > {T['retry_request_rate_rps']:g} -> kubectl throttle ingress --rate={T['retry_rate']}",
          lambda v: True if v.p99_ms > T["retry_p99_ms"] and v.request_rate_rps > T["retry_request_rate_rps"] else None,
          lambda v, m: _throttle(T["retry_rate"])),
-    Rule(6, "zombie", f"ZOMBIE NODE: if a worker cpu < {T['zombie_cpu']} while p99 > {T['zombie_p99_ms']:g}ms -> reroute traffic away from it",
+    Rule(6, "zombie", f"ZOMBIE NODE: if a worker cpu < {T['zombie_cpu']} while p99 > {T['zombie_p99_ms']:g}ms and another worker cpu > {T['zombie_peer_cpu']} -> reroute traffic from it to that worker",
          _zombie, lambda v, m: (REROUTE, m[0], m[1], 0)),
     Rule(7, "black_swan", f"BLACK SWAN: if {T['black_swan_failed_nodes']}+ nodes failed (DB alive) -> kubectl throttle ingress --rate={T['black_swan_rate']}",
          lambda v: True if len(v.failed) >= T["black_swan_failed_nodes"] else None, lambda v, m: _throttle(T["black_swan_rate"])),
     Rule(8, "db_stress", f"DB STRESS: if node-0 cpu > {T['db_stress_cpu']} -> kubectl throttle ingress --rate={T['db_stress_rate']}",
          lambda v: True if v.cpu[DB] > T["db_stress_cpu"] else None, lambda v, m: _throttle(T["db_stress_rate"])),
-    Rule(9, "safe_scale", f"SAFE SCALE: if mean worker cpu > {T['scale_mean_cpu']}, error_budget > {T['scale_min_error_budget']:g} and no node is restarting -> kubectl scale deployment frontend --replicas=1",
+    Rule(9, "safe_scale", f"SAFE SCALE: if mean worker cpu > {T['scale_mean_cpu']}, error_budget > {T['scale_min_error_budget']:g}, cloud_budget >= 1 and no node is restarting -> kubectl scale deployment frontend --replicas=1",
          lambda v: True if v.mean_worker_cpu() > T["scale_mean_cpu"] and v.error_budget > T["scale_min_error_budget"] and v.cloud_budget >= 1 and not v.restarting else None,
          lambda v, m: (SCALE_UP, 0, 0, 0)),
-    Rule(10, "healthy", "HEALTHY: no_op (or release a throttle once the load it holds back fits again)",
+    Rule(10, "healthy", f"HEALTHY: no_op; if a throttle is on, raise it to the highest rate whose projected load stays {T['release_headroom']} below the SAFE SCALE and DB STRESS cpu thresholds",
          lambda v: True, lambda v, m: _release(v)),
 )
 

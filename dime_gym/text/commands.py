@@ -85,6 +85,14 @@ class CommandParseError(ValueError):
         self.kind = kind
         self.command = command[:200]
 
+    def __eq__(self, other: object) -> bool:  # value semantics, so parse results compare equal
+        if not isinstance(other, CommandParseError):
+            return NotImplemented
+        return (self.kind, str(self), self.command) == (other.kind, str(other), other.command)
+
+    def __hash__(self) -> int:
+        return hash((self.kind, str(self), self.command))
+
 
 @dataclass(frozen=True)
 class ParsedCommand:
