@@ -1,0 +1,370 @@
+"""Language-model backends for ``dime-eval``: a local Hugging Face model or LoRA adapter, vLLM,
+and any OpenAI-compatible chat endpoint. Each is a text policy: ``generate(prompts, seeds)``
+takes one chat message list per live episode and returns one :class:`Generation` per prompt,
+in one call (batched generation for HF and vLLM, concurrent requests for an endpoint).
+
+torch, transformers, peft and vllm are imported only inside the backend that needs them; the
+endpoint client uses the standard library only. Construction validates everything it can
+(paths, the endpoint, the model name) and raises :class:`BackendConfigError` with a message
+that says what to fix; ``dime-eval`` turns it into exit code 2.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import dataclasses
+import importlib
+import importlib.util
+import json
+import os
+import pathlib
+import socket
+import time
+import urllib.error
+import urllib.request
+
+
+class BackendConfigError(ValueError):
+    """A backend cannot start (bad path, missing package, unreachable endpoint, ...)."""
+
+
+@dataclasses.dataclass
+class Generation:
+    """One answer, or why there is none (``error``: the request failed after its retries)."""
+
+    text: str | None
+    error: str | None = None
+    completion_tokens: int | None = None
+    finish_reason: str | None = None  # "stop", "length" (cut off at max_new_tokens), ...
+
+
+def as_generation(output) -> Generation:
+    """Accept a ``Generation`` or a plain ``str`` from a user policy."""
+    if isinstance(output, Generation):
+        return output
+    if isinstance(output, str):
+        return Generation(text=output)
+    return Generation(text=None, error=f"policy returned {type(output).__name__}, not str")
+
+
+@dataclasses.dataclass(frozen=True)
+class SamplingSettings:
+    """How answers are sampled; recorded in every result file. ``temperature`` 0 = greedy.
+    Defaults follow the seed model card (T 0.6, top-p 0.95) with thinking off and 1,024 new
+    tokens, as in training."""
+
+    temperature: float = 0.6
+    top_p: float = 0.95
+    top_k: int = 20
+    min_p: float = 0.0
+    max_new_tokens: int = 1024
+    enable_thinking: bool = False
+
+    def validate(self) -> SamplingSettings:
+        if self.temperature < 0 or not 0 < self.top_p <= 1 or self.top_k < 0 or not 0 <= self.min_p < 1:
+            raise BackendConfigError(f"invalid sampling settings {self}: need temperature >= 0, 0 < top_p <= 1, "
+                                     "top_k >= 0 (0 = off), 0 <= min_p < 1")
+        if self.max_new_tokens < 1:
+            raise BackendConfigError(f"--max-new-tokens must be >= 1, got {self.max_new_tokens}")
+        return self
+
+
+def _require(module: str, extra: str):
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:
+        raise BackendConfigError(f"this backend needs {module!r} ({exc}); install it with: pip install -e '.[{extra}]'") from None
+
+
+def resolve_model(model: str | None, adapter: str | None) -> tuple[str, str | None, str]:
+    """``(base model, adapter or None, tokenizer source)``. ``model`` may be a model directory,
+    a hub id or a LoRA adapter directory (its base is read from ``adapter_config.json``)."""
+    if not model:
+        raise BackendConfigError("this backend needs --model (a local directory, a LoRA adapter directory or a hub id)")
+
+    def looks_local(p: str) -> bool:  # a hub id is "org/name"; anything else path-like must exist
+        return p.startswith((".", "/", "~")) or p.count("/") > 1 or "\\" in p
+
+    for p in (model, adapter):
+        if p and not os.path.exists(os.path.expanduser(p)) and looks_local(p):
+            raise BackendConfigError(f"model path {p!r} does not exist")
+    if adapter and not (pathlib.Path(adapter) / "adapter_config.json").exists():
+        raise BackendConfigError(f"--adapter {adapter!r} is not a LoRA adapter directory (no adapter_config.json)")
+    path = pathlib.Path(os.path.expanduser(model))
+    if adapter is None and (path / "adapter_config.json").exists() and not (path / "config.json").exists():
+        adapter = str(path)
+        model = json.loads((path / "adapter_config.json").read_text()).get("base_model_name_or_path") or ""
+        if not model:
+            raise BackendConfigError(f"{path}/adapter_config.json names no base_model_name_or_path; pass --model BASE --adapter {path}")
+    tokenizer = adapter if adapter and (pathlib.Path(adapter) / "tokenizer_config.json").exists() else model
+    return model, adapter, tokenizer
+
+
+def render_prompts(tokenizer, prompts: list[list[dict]], enable_thinking: bool) -> list[str]:
+    """Chat-template the prompts exactly as training does (``add_generation_prompt``)."""
+    return [tokenizer.apply_chat_template(m, tokenize=False, add_generation_prompt=True, enable_thinking=enable_thinking)
+            for m in prompts]
+
+
+class HFBackend:
+    """A local ``transformers`` causal LM (optionally with a LoRA adapter, merged for speed);
+    the live episodes' prompts are left-padded into one ``generate`` call per step. Sampling is
+    seeded per call from the first request's seed (reproducible for the same batch)."""
+
+    kind = "hf"
+
+    def __init__(self, model: str, adapter: str | None, sampling: SamplingSettings, device: str | None = None,
+                 dtype: str = "auto"):
+        self.sampling = sampling.validate()
+        base, self.adapter, tok_source = resolve_model(model, adapter)
+        torch = _require("torch", "train")
+        transformers = _require("transformers", "train")
+        self.torch = torch
+        try:
+            self.tokenizer = transformers.AutoTokenizer.from_pretrained(tok_source, padding_side="left")
+            torch_dtype = dtype if dtype == "auto" else getattr(torch, dtype)
+            net = transformers.AutoModelForCausalLM.from_pretrained(base, dtype=torch_dtype)
+        except Exception as exc:  # noqa: BLE001 - hub, IO and config errors all mean "cannot load"
+            raise BackendConfigError(f"cannot load model {base!r}: {exc}") from None
+        if self.adapter:
+            peft = _require("peft", "train")
+            net = peft.PeftModel.from_pretrained(net, self.adapter).merge_and_unload()
+        if self.tokenizer.pad_token is None:
+            self.tokenizer.pad_token = self.tokenizer.eos_token
+        if not self.tokenizer.chat_template:
+            raise BackendConfigError(f"the tokenizer of {tok_source!r} has no chat template")
+        self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        self.model = net.to(self.device).eval()
+        self.base = base
+        gen_eos = self.model.generation_config.eos_token_id
+        eos = set(gen_eos if isinstance(gen_eos, list) else [gen_eos] if gen_eos is not None else [])
+        eos.add(self.tokenizer.eos_token_id)
+        self.stop_ids = sorted(i for i in eos if i is not None)
+
+    def describe(self) -> dict:
+        import transformers
+
+        return {"backend": self.kind, "model": self.base, "adapter": self.adapter, "device": self.device,
+                "torch": self.torch.__version__, "transformers": transformers.__version__}
+
+    def generate(self, prompts: list[list[dict]], seeds: list[int]) -> list[Generation]:
+        torch = self.torch
+        s = self.sampling
+        texts = render_prompts(self.tokenizer, prompts, s.enable_thinking)
+        enc = self.tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False).to(self.device)
+        kwargs = dict(max_new_tokens=s.max_new_tokens, pad_token_id=self.tokenizer.pad_token_id, eos_token_id=self.stop_ids)
+        if s.temperature > 0:
+            kwargs.update(do_sample=True, temperature=s.temperature, top_p=s.top_p, top_k=s.top_k or None, min_p=s.min_p or None)
+        else:
+            kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
+        torch.manual_seed(seeds[0] if seeds else 0)
+        with torch.inference_mode():
+            out = self.model.generate(**enc, **kwargs)
+        new = out[:, enc["input_ids"].shape[1]:].tolist()
+        results = []
+        for row in new:
+            n = next((i + 1 for i, tok in enumerate(row) if tok in self.stop_ids), None)
+            tokens = row[:n] if n else row
+            finish = "stop" if n else "length"
+            results.append(Generation(self.tokenizer.decode(tokens, skip_special_tokens=True), None, len(tokens), finish))
+        return results
+
+
+class VLLMBackend:
+    """vLLM offline inference (CUDA): the prompts are rendered with the model's chat template and
+    sent in one ``LLM.generate`` call per step, each with its own sampling seed (results do not
+    depend on batching). A LoRA adapter is served with ``enable_lora``."""
+
+    kind = "vllm"
+
+    def __init__(self, model: str, adapter: str | None, sampling: SamplingSettings, gpu_memory_utilization: float = 0.85,
+                 max_model_len: int | None = None, tensor_parallel_size: int = 1, dtype: str = "auto"):
+        self.sampling = sampling.validate()
+        self.base, self.adapter, tok_source = resolve_model(model, adapter)
+        vllm = _require("vllm", "vllm")
+        transformers = _require("transformers", "train")
+        self.vllm = vllm
+        self.tokenizer = transformers.AutoTokenizer.from_pretrained(tok_source)
+        kwargs = dict(model=self.base, tokenizer=tok_source, gpu_memory_utilization=gpu_memory_utilization,
+                      tensor_parallel_size=tensor_parallel_size, dtype=dtype)
+        if max_model_len:
+            kwargs["max_model_len"] = max_model_len
+        self.lora_request = None
+        if self.adapter:
+            rank = json.loads((pathlib.Path(self.adapter) / "adapter_config.json").read_text()).get("r", 16)
+            kwargs.update(enable_lora=True, max_lora_rank=max(8, int(rank)))
+            from vllm.lora.request import LoRARequest
+
+            self.lora_request = LoRARequest("dime-adapter", 1, self.adapter)
+        try:
+            self.llm = vllm.LLM(**kwargs)
+        except Exception as exc:  # noqa: BLE001 - vLLM raises many types for a bad model or device
+            raise BackendConfigError(f"vLLM could not load {self.base!r}: {exc}") from None
+
+    def describe(self) -> dict:
+        return {"backend": self.kind, "model": self.base, "adapter": self.adapter, "vllm": self.vllm.__version__}
+
+    def generate(self, prompts: list[list[dict]], seeds: list[int]) -> list[Generation]:
+        s = self.sampling
+        params = [self.vllm.SamplingParams(temperature=s.temperature, top_p=s.top_p, top_k=s.top_k or -1, min_p=s.min_p,
+                                           max_tokens=s.max_new_tokens, seed=seed) for seed in seeds]
+        outputs = self.llm.generate(render_prompts(self.tokenizer, prompts, s.enable_thinking), params, use_tqdm=False,
+                                    lora_request=self.lora_request)
+        return [Generation(o.outputs[0].text, None, len(o.outputs[0].token_ids), o.outputs[0].finish_reason) for o in outputs]
+
+
+RETRYABLE_HTTP = frozenset({408, 409, 425, 429, 500, 502, 503, 504})
+
+
+def _is_client_error(error: str | None) -> bool:
+    """An HTTP 4xx that retrying cannot fix (the request itself is wrong)."""
+    if not error or not error.startswith("HTTP 4"):
+        return False
+    return int(error[5:8]) not in RETRYABLE_HTTP
+
+
+class OpenAIBackend:
+    """Any OpenAI-compatible ``/chat/completions`` endpoint (vLLM, SGLang, llama.cpp, hosted
+    APIs) through ``urllib``. Requests of one step run concurrently; each has a timeout and up
+    to ``retries`` retries with exponential backoff on timeouts, connection errors, malformed
+    replies and HTTP 408/409/425/429/5xx. A request that still fails becomes a
+    ``Generation`` with ``error`` set (a failed step), never an exception. The API key is read
+    from the environment variable ``api_key_env`` and never recorded."""
+
+    kind = "openai"
+
+    def __init__(self, base_url: str, model: str | None, sampling: SamplingSettings, api_key_env: str = "OPENAI_API_KEY",
+                 timeout_s: float = 120.0, retries: int = 3, backoff_s: float = 1.0, concurrency: int = 32,
+                 standard_params_only: bool = False, check: bool = True):
+        self.sampling = sampling.validate()
+        if not base_url or not base_url.startswith(("http://", "https://")):
+            raise BackendConfigError(f"--base-url must be an http(s) URL such as http://localhost:8000/v1, got {base_url!r}")
+        if timeout_s <= 0 or retries < 0 or backoff_s < 0 or concurrency < 1:
+            raise BackendConfigError("need --timeout > 0, --retries >= 0, --backoff >= 0 and --concurrency >= 1")
+        self.base_url = base_url.rstrip("/")
+        self.model = model
+        self.api_key = os.environ.get(api_key_env) if api_key_env else None
+        self.api_key_env = api_key_env
+        self.timeout_s, self.retries, self.backoff_s = timeout_s, retries, backoff_s
+        self.standard_params_only = standard_params_only
+        self.answered = False  # whether any request has succeeded yet
+        self.pool = concurrent.futures.ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="dime-eval-http")
+        if check:
+            self._check()
+        if not self.model:
+            raise BackendConfigError("--model is required for an endpoint that does not list exactly one model")
+
+    def _headers(self) -> dict:
+        headers = {"Content-Type": "application/json", "Accept": "application/json"}
+        if self.api_key:
+            headers["Authorization"] = f"Bearer {self.api_key}"
+        return headers
+
+    def _check(self) -> None:
+        """Fail fast: the endpoint answers, accepts the key and (if it lists models) serves the model."""
+        request = urllib.request.Request(f"{self.base_url}/models", headers=self._headers())
+        try:
+            with urllib.request.urlopen(request, timeout=min(self.timeout_s, 10.0)) as response:
+                listed = json.loads(response.read().decode("utf-8", "replace"))
+        except urllib.error.HTTPError as exc:
+            if exc.code in (401, 403):
+                raise BackendConfigError(f"{self.base_url} rejected the API key (HTTP {exc.code}); set ${self.api_key_env}") from None
+            return  # reachable; some servers do not implement /models
+        except (urllib.error.URLError, OSError, ValueError) as exc:
+            reason = getattr(exc, "reason", exc)
+            raise BackendConfigError(f"cannot reach the endpoint {self.base_url}: {reason}") from None
+        ids = [m.get("id") for m in listed.get("data", []) if isinstance(m, dict)] if isinstance(listed, dict) else []
+        if not self.model and len(ids) == 1:
+            self.model = ids[0]
+        elif self.model and ids and self.model not in ids:
+            raise BackendConfigError(f"the endpoint does not serve model {self.model!r}; it lists: {', '.join(map(str, ids))}")
+
+    def describe(self) -> dict:
+        return {"backend": self.kind, "base_url": self.base_url, "model": self.model,
+                "sent_params": "openai-standard" if self.standard_params_only else "openai+vllm"}
+
+    def _body(self, messages: list[dict], seed: int) -> bytes:
+        s = self.sampling
+        body = {"model": self.model, "messages": messages, "max_tokens": s.max_new_tokens, "temperature": s.temperature,
+                "top_p": s.top_p, "seed": seed}
+        if self.standard_params_only:  # hosted APIs reject unknown fields; the server's defaults apply
+            return json.dumps(body).encode("utf-8")
+        body["chat_template_kwargs"] = {"enable_thinking": s.enable_thinking}
+        if s.top_k:
+            body["top_k"] = s.top_k
+        if s.min_p:
+            body["min_p"] = s.min_p
+        return json.dumps(body).encode("utf-8")
+
+    def _once(self, data: bytes) -> Generation:
+        request = urllib.request.Request(f"{self.base_url}/chat/completions", data=data, headers=self._headers(), method="POST")
+        with urllib.request.urlopen(request, timeout=self.timeout_s) as response:
+            reply = json.loads(response.read().decode("utf-8", "replace"))
+        choice = reply["choices"][0]
+        message = choice["message"]
+        content = message.get("content") or ""
+        thinking = message.get("reasoning_content") or message.get("reasoning")
+        if not isinstance(content, str):
+            raise ValueError("message content is not a string")
+        text = f"<think>{thinking}</think>\n{content}" if thinking else content
+        tokens = (reply.get("usage") or {}).get("completion_tokens")
+        return Generation(text, None, tokens, choice.get("finish_reason"))
+
+    def _request(self, messages: list[dict], seed: int) -> Generation:
+        data = self._body(messages, seed)
+        error = "no attempt made"
+        for attempt in range(self.retries + 1):
+            if attempt:
+                time.sleep(self.backoff_s * 2 ** (attempt - 1))
+            try:
+                return self._once(data)
+            except urllib.error.HTTPError as exc:
+                detail = exc.read(300).decode("utf-8", "replace") if exc.fp else ""
+                error = f"HTTP {exc.code}: {detail.strip()}"
+                if exc.code not in RETRYABLE_HTTP:
+                    break
+            except (TimeoutError, socket.timeout) as exc:
+                error = f"timeout after {self.timeout_s:g} s ({exc})"
+            except (urllib.error.URLError, ConnectionError, OSError) as exc:
+                error = f"connection error: {getattr(exc, 'reason', exc)}"
+            except (ValueError, KeyError, IndexError, TypeError) as exc:
+                error = f"malformed reply: {type(exc).__name__}: {exc}"
+        return Generation(None, f"{error} (after {attempt + 1} attempt(s))")
+
+    def generate(self, prompts: list[list[dict]], seeds: list[int]) -> list[Generation]:
+        results = list(self.pool.map(self._request, prompts, seeds))
+        if any(g.error is None for g in results):
+            self.answered = True
+        elif not self.answered and all(_is_client_error(g.error) for g in results):
+            # the endpoint refuses the request itself (bad model name, unsupported field): fail fast
+            hint = "" if self.standard_params_only else " (a hosted API may need --standard-params-only)"
+            raise BackendConfigError(f"the endpoint rejected every request: {results[0].error}{hint}")
+        return results
+
+    def close(self) -> None:
+        self.pool.shutdown(wait=False, cancel_futures=True)
+
+
+def load_object(spec: str):
+    """The object named by ``module:attribute`` (or ``path/to/file.py:attribute``)."""
+    module_name, sep, attr = spec.partition(":")
+    if not sep or not module_name or not attr:
+        raise BackendConfigError(f"a user policy is given as module:callable, got {spec!r}")
+    try:
+        if module_name.endswith(".py"):
+            path = pathlib.Path(module_name)
+            if not path.exists():
+                raise BackendConfigError(f"policy file {module_name!r} does not exist")
+            module_spec = importlib.util.spec_from_file_location(path.stem, path)
+            module = importlib.util.module_from_spec(module_spec)
+            module_spec.loader.exec_module(module)
+        else:
+            module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise BackendConfigError(f"cannot import {module_name!r} for policy {spec!r}: {exc}") from None
+    obj = module
+    for part in attr.split("."):
+        if not hasattr(obj, part):
+            raise BackendConfigError(f"{module_name!r} has no attribute {attr!r}")
+        obj = getattr(obj, part)
+    return obj

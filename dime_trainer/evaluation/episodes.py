@@ -1,0 +1,159 @@
+"""One evaluated episode: its per-step trace, its end-of-episode metrics and the success rule.
+
+Per step the trace keeps what the agent did (action, canonical command, outcome) and what the
+cluster did (reward and its seven components, the grader's running score, true node CPU and
+memory, which nodes were down, p99, offered / served / good traffic, throttle). For language
+models it also keeps the raw answer, the parse outcome and the generation length.
+
+**Success.** An episode succeeds when the SLO was kept through the incident: the database
+never went down (availability 1.0), at least 80 % of the offered requests were served within
+the SLO latency (goodput >= 0.8), and p99 met the SLO in at least 80 % of the steps (SLO
+attainment >= 0.8). All three are the grader's own tallies (``grade_components``), fixed
+thresholds, the same for every task. (Doing nothing succeeds on about 1 % of episodes, the
+triage oracle on about a third; the fault of ``flash_crowd`` exceeds what any agent can serve
+at 80 %, so nothing succeeds there.)
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from dime_gym.core.actions import ACTION_KINDS, UNPARSABLE
+from dime_gym.core.reward import REWARD_COMPONENTS
+from dime_gym.core.state import DB, N_NODES
+from dime_gym.scenarios.graders import grade_components
+
+SUCCESS_RULE = {"min_db_availability": 1.0, "min_goodput": 0.8, "min_slo_attainment": 0.8}
+STATUSES = ("applied", "rejected", "unparsable", "backend_error")
+ACTION_COUNT_KEYS = (*ACTION_KINDS, "unparsable", "backend_error")
+EPISODE_METRICS = (
+    "score", "return", "success", "goodput", "served_fraction", "db_availability", "db_downtime_steps",
+    "slo_attainment", "resource_cost", "invalid_rate", "unparsable_rate", "backend_error_rate", "credits_spent",
+)
+
+_N_COMPONENTS = len(REWARD_COMPONENTS)
+
+
+def is_success(db_availability: float, goodput: float, slo_attainment: float) -> bool:
+    """The success rule (see the module docstring)."""
+    return (db_availability >= SUCCESS_RULE["min_db_availability"] and goodput >= SUCCESS_RULE["min_goodput"]
+            and slo_attainment >= SUCCESS_RULE["min_slo_attainment"])
+
+
+class Trace:
+    """Per-step record of one episode, filled as it runs, kept as columns."""
+
+    def __init__(self, steps: int, text: bool = False):
+        self.n = 0
+        self.actions = np.zeros((steps, 4), dtype=np.int64)
+        self.scalars = np.zeros((steps, 8))  # reward, score, p99, offered, served, good, throttle, error budget
+        self.components = np.zeros((steps, _N_COMPONENTS))
+        self.cpu = np.zeros((steps, N_NODES))
+        self.mem = np.zeros((steps, N_NODES))
+        self.down = np.zeros((steps, N_NODES), dtype=bool)
+        self.status: list[str] = []
+        self.errors: list[list[str]] = []
+        self.text = {"answer": [], "parse_error": [], "rescues": [], "completion_tokens": [], "finish_reason": [],
+                     "backend_error": []} if text else None
+
+    def record(self, action, state, score: float, errors: list[str], status: str) -> None:
+        """Append one step: the action applied, the state after it, the running score."""
+        t = self.n
+        self.actions[t] = action
+        self.scalars[t] = (state["reward"], score, state["latency_p99_ms"], state["offered_rps"],
+                           state["served_total_rps"], state["good_rps"], state["throttle_rate"], state["error_budget"])
+        self.components[t] = state["reward_components"]
+        self.cpu[t] = state["cpu"]
+        self.mem[t] = state["mem"]
+        self.down[t] = (state["failed"] != 0) | (state["restart_left"] != 0)
+        self.status.append(status)
+        self.errors.append(list(errors))
+        self.n = t + 1
+
+    def record_text(self, answer: str | None, parse_error: str | None, rescues, completion_tokens, finish_reason,
+                    backend_error: str | None) -> None:
+        """The language-model side of the step just recorded."""
+        for key, value in zip(self.text, (answer, parse_error, list(rescues), completion_tokens, finish_reason, backend_error),
+                              strict=True):
+            self.text[key].append(value)
+
+    def action_counts(self) -> dict[str, int]:
+        """Steps per action kind; unparsable answers and backend failures are their own kinds."""
+        kinds = self.actions[: self.n, 0]
+        backend = np.array([s == "backend_error" for s in self.status], dtype=bool)
+        counts = {name: int(np.sum((kinds == k) & ~backend)) for k, name in enumerate(ACTION_KINDS)}
+        counts["unparsable"] = int(np.sum(kinds == UNPARSABLE))
+        counts["backend_error"] = int(backend.sum())
+        return counts
+
+    def to_json(self) -> dict:
+        """The trace as JSON-ready columns (floats rounded to what plots and analysis need)."""
+        from dime_gym.text.commands import format_action
+
+        n = self.n
+        commands: dict[tuple, str | None] = {}
+        for a in map(tuple, self.actions[:n].tolist()):
+            if a not in commands:
+                commands[a] = None if a[0] == UNPARSABLE else format_action(a)
+        sc = self.scalars[:n]
+        out = {
+            "action": self.actions[:n].tolist(),
+            "command": [commands[a] for a in map(tuple, self.actions[:n].tolist())],
+            "status": self.status,
+            "errors": self.errors,
+            "reward": np.round(sc[:, 0], 4).tolist(),
+            "score": np.round(sc[:, 1], 4).tolist(),
+            "p99_ms": np.round(sc[:, 2], 1).tolist(),
+            "offered_rps": np.round(sc[:, 3], 2).tolist(),
+            "served_rps": np.round(sc[:, 4], 2).tolist(),
+            "good_rps": np.round(sc[:, 5], 2).tolist(),
+            "throttle": np.round(sc[:, 6], 2).tolist(),
+            "error_budget": np.round(sc[:, 7], 1).tolist(),
+            "reward_components": {name: np.round(self.components[:n, i], 4).tolist() for i, name in enumerate(REWARD_COMPONENTS)},
+            "cpu": np.round(self.cpu[:n], 3).tolist(),
+            "mem": np.round(self.mem[:n], 3).tolist(),
+            "down_nodes": [np.flatnonzero(row).tolist() for row in self.down[:n]],
+        }
+        if self.text is not None:
+            out.update(self.text)
+        return out
+
+
+def episode_record(task: str, seed: int, trace: Trace, final_state, final_score: float, wall_s: float,
+                   record_steps: bool = True) -> dict:
+    """The JSON record of a finished episode: identity, metrics, action counts and the trace."""
+    steps = int(final_state["step"])
+    graded = {k: float(v) for k, v in grade_components(final_state).items()}
+    offered = float(trace.scalars[: trace.n, 3].sum())
+    served = float(trace.scalars[: trace.n, 4].sum())
+    counts = trace.action_counts()
+    invalid = int(final_state["n_invalid_actions"])
+    record = {
+        "type": "episode",
+        "task": task,
+        "seed": int(seed),
+        "steps": steps,
+        "score": float(final_score),
+        "return": float(trace.scalars[: trace.n, 0].sum()),
+        "success": is_success(graded["availability"], graded["goodput"], graded["slo_attainment"]),
+        "goodput": graded["goodput"],
+        "served_fraction": served / offered if offered > 0 else 1.0,
+        "db_availability": graded["availability"],
+        "db_downtime_steps": steps - int(final_state["steps_db_up"]),
+        "slo_attainment": graded["slo_attainment"],
+        "resource_cost": graded["resource_cost"],
+        "invalid_rate": invalid / max(1, steps),
+        "unparsable_rate": counts["unparsable"] / max(1, steps),
+        "backend_error_rate": counts["backend_error"] / max(1, steps),
+        "credits_spent": float(final_state["credits_spent"]),
+        "db_down_at_end": bool(trace.down[trace.n - 1, DB]) if trace.n else False,
+        "actions": counts,
+        "wall_s": round(wall_s, 4),
+    }
+    if trace.text is not None:
+        tokens = [t for t in trace.text["completion_tokens"] if t is not None]
+        record["completion_tokens_mean"] = float(np.mean(tokens)) if tokens else None
+        record["truncated_answers"] = sum(1 for f in trace.text["finish_reason"] if f == "length")
+    if record_steps:
+        record["trace"] = trace.to_json()
+    return record

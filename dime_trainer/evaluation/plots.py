@@ -1,0 +1,134 @@
+"""Plots (matplotlib, an optional extra: ``pip install -e '.[plot]'``), drawn off-screen (Agg).
+
+* :func:`bars_figure`: mean score per task with 95 % intervals, several runs side by side.
+* :func:`timeline_figure`: one episode step by step: node CPU and memory, p99 against the SLO
+  with served / offered traffic, and every action taken.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from dime_gym.core.actions import ACTION_KINDS
+from dime_gym.core.params import OOM_THRESHOLD, SLO_P99_MS
+from dime_gym.core.state import DB, N_NODES
+
+
+class PlotUnavailable(RuntimeError):
+    """matplotlib is not installed."""
+
+
+def _pyplot():
+    try:
+        import matplotlib
+    except ImportError:
+        raise PlotUnavailable("plots need matplotlib: pip install -e '.[plot]' (or pip install matplotlib)") from None
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def bars_figure(summaries: Sequence[dict], title: str = "DIME: mean score per task (95 % CI)"):
+    """Grouped bars: one group per task (and the mean over tasks), one bar per run."""
+    plt = _pyplot()
+    names = [s["run"].get("name", f"run{i}") for i, s in enumerate(summaries)]
+    tasks: list[str] = []
+    for s in summaries:
+        tasks += [t for t in s["tasks"] if t not in tasks]
+    labels = [*tasks, "mean over tasks"]
+    x = np.arange(len(labels))
+    width = 0.8 / max(1, len(summaries))
+    fig, ax = plt.subplots(figsize=(max(8.0, 0.75 * len(labels) * max(1, len(summaries)) ** 0.5 + 2), 4.8))
+    for i, (name, s) in enumerate(zip(names, summaries, strict=True)):
+        means = [s["tasks"][t]["score_mean"] if t in s["tasks"] else np.nan for t in tasks]
+        errs = [s["tasks"][t]["score_ci95"] if t in s["tasks"] else 0.0 for t in tasks]
+        means.append(s["overall"]["mean_task_score"])
+        errs.append(s["overall"]["mean_task_score_ci95"])
+        index = s["overall"].get("dime_index")
+        label = f"{name} (DIME index {index:.1f})" if index is not None else name
+        ax.bar(x - 0.4 + width * (i + 0.5), means, width, yerr=errs, capsize=2, label=label)
+    ax.set_xticks(x)
+    ax.set_xticklabels(labels, rotation=40, ha="right", fontsize=8)
+    ax.set_ylim(0, 1)
+    ax.set_ylabel("episode score")
+    ax.set_title(title)
+    ax.axvline(len(tasks) - 0.5, color="grey", lw=0.8, ls=":")
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    fig.tight_layout()
+    return fig
+
+
+def timeline_figure(episode: dict):
+    """One episode's timeline from its ``trace`` (runs made with --no-steps have none)."""
+    plt = _pyplot()
+    tr = episode.get("trace")
+    if not tr:
+        raise ValueError("this episode has no per-step trace (the run used --no-steps)")
+    steps = np.arange(1, len(tr["reward"]) + 1)
+    cpu, mem = np.array(tr["cpu"]), np.array(tr["mem"])
+    fig, axes = plt.subplots(4, 1, figsize=(11, 10), sharex=True, gridspec_kw={"height_ratios": [3, 3, 3, 2]})
+    colors = plt.get_cmap("tab10")
+    for i in range(N_NODES):
+        style = {"lw": 2.2, "color": "black"} if i == DB else {"lw": 1.0, "color": colors(i)}
+        axes[0].plot(steps, cpu[:, i], label="node-0 (DB)" if i == DB else f"node-{i}", **style)
+        axes[1].plot(steps, mem[:, i], **style)
+    for t, nodes in zip(steps, tr["down_nodes"], strict=True):
+        for node in nodes:
+            axes[0].plot([t], [-0.04 - 0.015 * node], marker="s", ms=3, color="black" if node == DB else colors(node))
+    axes[0].set_ylabel("CPU (squares: node down)")
+    axes[0].set_ylim(-0.17, 1.05)
+    axes[0].legend(fontsize=7, ncol=4, loc="upper left")
+    axes[1].axhline(OOM_THRESHOLD, color="red", ls="--", lw=0.8, label="OOM line")
+    axes[1].set_ylabel("memory")
+    axes[1].set_ylim(0, 1.05)
+    axes[1].legend(fontsize=7, loc="upper left")
+    axes[2].semilogy(steps, np.maximum(tr["p99_ms"], 1.0), color="purple", label="p99 latency")
+    axes[2].axhline(SLO_P99_MS, color="red", ls="--", lw=0.8, label="SLO")
+    axes[2].set_ylabel("p99 (ms)")
+    share = axes[2].twinx()
+    offered = np.maximum(np.array(tr["offered_rps"]), 1e-9)
+    share.plot(steps, np.array(tr["good_rps"]) / offered, color="green", lw=1, label="good / offered")
+    share.plot(steps, tr["throttle"], color="orange", lw=1, ls=":", label="throttle")
+    share.set_ylim(0, 1.05)
+    share.set_ylabel("fraction")
+    lines = axes[2].get_legend_handles_labels()
+    more = share.get_legend_handles_labels()
+    axes[2].legend(lines[0] + more[0], lines[1] + more[1], fontsize=7, loc="upper left")
+    _actions_panel(axes[3], steps, tr)
+    axes[3].set_xlabel("step")
+    fig.suptitle(f"{episode['task']} seed {episode['seed']}: score {episode['score']:.3f}"
+                 f"{' (success)' if episode.get('success') else ''}")
+    fig.tight_layout()
+    return fig
+
+
+def _actions_panel(ax, steps, tr) -> None:
+    rows = [*ACTION_KINDS[1:], "unparsable", "failed"]
+    for t, action, status, command in zip(steps, tr["action"], tr["status"], tr["command"], strict=True):
+        if status == "backend_error":
+            row, marker, color = rows.index("failed"), "x", "grey"
+        elif action[0] < 0:
+            row, marker, color = rows.index("unparsable"), "x", "red"
+        elif action[0] == 0:
+            continue
+        else:
+            row, marker, color = action[0] - 1, "o", "tab:blue" if status == "applied" else "tab:red"
+        ax.plot([t], [row], marker=marker, color=color, ms=6, mfc=color if status == "applied" else "none")
+        if command and status in ("applied", "rejected") and action[0] in (1, 2, 4, 5):
+            ax.annotate(command.replace("kubectl ", "").replace("traffic ", "")[:24], (t, row), fontsize=6,
+                        xytext=(2, 4), textcoords="offset points", rotation=20)
+    ax.set_yticks(range(len(rows)))
+    ax.set_yticklabels(rows, fontsize=8)
+    ax.set_ylim(-0.7, len(rows) - 0.3)
+    ax.set_ylabel("actions (hollow: rejected)")
+
+
+def save(fig, path) -> None:
+    """Write a figure (format from the file name) and free it."""
+    import matplotlib.pyplot as plt
+
+    fig.savefig(path, dpi=120, bbox_inches="tight")
+    plt.close(fig)

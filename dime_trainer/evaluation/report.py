@@ -1,0 +1,118 @@
+"""Markdown reports: one run in detail, several runs side by side, and a comparison of two."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+_ACTION_COLUMNS = (("restart", "restart"), ("reroute", "reroute"), ("scale_up", "scale"), ("throttle", "throttle"),
+                   ("query_logs", "logs"))
+
+
+def _pct(x: float | None) -> str:
+    return "–" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{100 * x:.0f} %"
+
+
+def _num(x: float | None, digits: int = 3) -> str:
+    return "–" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.{digits}f}"
+
+
+def _seeds_text(run: dict) -> str:
+    seeds = run.get("seeds") or []
+    if not seeds:
+        return "no seeds"
+    span = f"{seeds[0]}–{seeds[-1]}" if seeds == list(range(seeds[0], seeds[-1] + 1)) else f"{len(seeds)} listed"
+    return f"{run.get('split', 'custom')} split, seeds {span} ({len(seeds)} per task)"
+
+
+def index_line(overall: dict) -> str:
+    """The DIME index and mean task score, with intervals (or why the index is missing)."""
+    mean = f"mean task score {_num(overall['mean_task_score'])} ± {_num(overall['mean_task_score_ci95'])}"
+    success = f"success rate {_pct(overall['success_rate'])}"
+    if overall.get("dime_index") is not None:
+        return f"**DIME index {overall['dime_index']:.1f} ± {overall['dime_index_ci95']:.1f}** · {mean} · {success}"
+    return (f"DIME index not defined: {overall['tasks_evaluated']} of 14 tasks evaluated (same formula over these: "
+            f"{_num(overall['dime_index_partial'], 1)}) · {mean} · {success}")
+
+
+def run_table(summary: dict) -> str:
+    """One run: a row per task with score, success and the operational metrics."""
+    run = summary["run"]
+    text = any("completion_tokens_mean" in t for t in summary["tasks"].values())
+    head = ["task", "n", "score (95 % CI)", "success", "DB down", "SLO met", "served", "invalid"]
+    if text:
+        head += ["unparsable", "failed steps"]
+    head += [label for _, label in _ACTION_COLUMNS]
+    lines = [f"### {run.get('name')} — {run.get('policy')} · {_seeds_text(run)}", "",
+             "| " + " | ".join(head) + " |", "|---|" + "---:|" * (len(head) - 1)]
+
+    def row(name: str, t: dict, n: str) -> str:
+        cells = [name, n, f"{_num(t['score_mean'])} ± {_num(t.get('score_ci95', t.get('mean_task_score_ci95')))}",
+                 _pct(t["success_rate"]), _pct(1 - t["db_availability"]), _pct(t["slo_attainment"]),
+                 _pct(t["served_fraction"]), _pct(t["invalid_rate"])]
+        if text:
+            cells += [_pct(t["unparsable_rate"]), _pct(t["backend_error_rate"])]
+        acts = t.get("actions_per_episode")
+        cells += [_num(acts[k], 1) if acts else "" for k, _ in _ACTION_COLUMNS]
+        return "| " + " | ".join(cells) + " |"
+
+    for task, t in summary["tasks"].items():
+        lines.append(row(task, t, str(t["n"])))
+    o = summary["overall"]
+    if summary["tasks"]:
+        lines.append(row("**mean over tasks**", dict(o, score_mean=o["mean_task_score"], score_ci95=o["mean_task_score_ci95"],
+                                                     actions_per_episode=None), str(o["episodes"])))
+    lines += ["", index_line(o), "",
+              "DB down: share of steps with the database down; SLO met: steps with p99 within the SLO (DB up, traffic "
+              "served); served: requests completed / offered; invalid: actions rejected or unparsable; action columns: "
+              "per episode."]
+    return "\n".join(lines)
+
+
+def scores_table(summaries: Sequence[dict]) -> str:
+    """Several runs side by side: mean score ± 95 % CI per task, then the overall rows."""
+    names = [s["run"].get("name", f"run{i}") for i, s in enumerate(summaries)]
+    tasks: list[str] = []
+    for s in summaries:
+        tasks += [t for t in s["tasks"] if t not in tasks]
+    lines = ["| task | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
+    for task in tasks:
+        cells = []
+        for s in summaries:
+            t = s["tasks"].get(task)
+            cells.append(f"{t['score_mean']:.3f} ± {t['score_ci95']:.3f}" if t else "–")
+        lines.append(f"| {task} | " + " | ".join(cells) + " |")
+    overall = [s["overall"] for s in summaries]
+    lines.append("| **mean over tasks** | " + " | ".join(f"**{o['mean_task_score']:.3f}**" for o in overall) + " |")
+    lines.append("| success rate | " + " | ".join(_pct(o["success_rate"]) for o in overall) + " |")
+    lines.append("| **DIME index** | " + " | ".join(
+        f"**{o['dime_index']:.1f}** ± {o['dime_index_ci95']:.1f}" if o.get("dime_index") is not None else "– (partial)"
+        for o in overall) + " |")
+    return "\n".join(lines)
+
+
+def compare_table(result: dict) -> str:
+    """The output of ``dime-eval compare``."""
+    a, b = result["a"], result["b"]
+    lines = [f"### {b} − {a}", "", f"| task | n | {a} | {b} | difference (95 % CI) | p | p (Holm) |",
+             "|---|---:|---:|---:|---:|---:|---:|"]
+    for task, r in result["tasks"].items():
+        n = f"{r['n']}" + ("" if r["paired"] else " (unpaired)")
+        lines.append(f"| {task} | {n} | {r['a']:.3f} | {r['b']:.3f} | {r['diff']:+.3f} ± {r['diff_ci95']:.3f} | "
+                     f"{_p(r['p'])} | {_p(r['p_holm'])} |")
+    o = result["overall"]
+    if o.get("tasks"):
+        lines.append(f"| **mean over tasks** | {o['tasks']} tasks | {o['a']:.3f} | {o['b']:.3f} | "
+                     f"**{o['diff']:+.3f} ± {o['diff_ci95']:.3f}** | {_p(o['p'])} | |")
+    ia, ib = o["dime_index"]["a"], o["dime_index"]["b"]
+    if ia is not None and ib is not None:
+        lines += ["", f"DIME index: {a} {ia:.1f}, {b} {ib:.1f} ({ib - ia:+.1f})."]
+    lines += ["", f"Test: {result['test']}."]
+    lines += [f"Warning: {w}" for w in result["warnings"]]
+    return "\n".join(lines)
+
+
+def _p(p: float) -> str:
+    if p is None or math.isnan(p):
+        return "–"
+    return "< 0.001" if p < 0.001 else f"{p:.3f}"

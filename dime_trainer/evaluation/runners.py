@@ -1,0 +1,188 @@
+"""Run episodes: array policies one episode at a time, text policies (language models) in lockstep.
+
+Every episode is ``DimeEnv.reset(seed=seed, options={"task": task})`` played to the task's
+length (or ``max_steps``); each finished episode is handed to ``on_episode`` at once, so a
+results file grows as the run goes. Text policies see exactly what ``TextEnv`` shows a model
+in training (system prompt + one user message per step, ``last_command`` feedback) and all
+live episodes advance together: one ``generate`` call per step for the whole batch, with a
+finished episode's slot refilled from the queue at once.
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import sys
+import time
+import zlib
+from collections.abc import Callable, Iterable, Sequence
+
+import numpy as np
+
+from dime_trainer.evaluation.episodes import Trace, episode_record
+
+NOOP_ANSWER = '<action>{"command": "no_op"}</action>'
+
+
+@dataclasses.dataclass(frozen=True)
+class Job:
+    """One episode to run."""
+
+    task: str
+    seed: int
+
+
+def make_jobs(tasks: Sequence[str], seeds: Sequence[int], skip: Iterable[tuple[str, int]] = ()) -> list[Job]:
+    """Task-major (task, seed) jobs, leaving out the pairs in ``skip`` (already finished)."""
+    done = set(skip)
+    return [Job(t, int(s)) for t in tasks for s in seeds if (t, int(s)) not in done]
+
+
+class BackendUnavailable(RuntimeError):
+    """Every request of many consecutive steps failed: the run stops (finished episodes are kept)."""
+
+
+class Progress:
+    """A one-line progress report on stderr, refreshed at most twice a second."""
+
+    def __init__(self, total: int, label: str, enabled: bool = True):
+        self.total, self.label, self.enabled = total, label, enabled
+        self.done = 0
+        self.steps = 0
+        self.start = self.last = time.perf_counter()
+
+    def update(self, episodes: int = 0, steps: int = 0) -> None:
+        self.done += episodes
+        self.steps += steps
+        now = time.perf_counter()
+        if self.enabled and (now - self.last > 0.5 or self.done == self.total):
+            self.last = now
+            rate = self.done / max(now - self.start, 1e-9)
+            print(f"\r[dime-eval] {self.label}: {self.done}/{self.total} episodes  {rate:.1f} ep/s  "
+                  f"{self.steps / max(now - self.start, 1e-9):.0f} steps/s", end="", file=sys.stderr, flush=True)
+
+    def close(self) -> None:
+        if self.enabled and self.total:
+            print(file=sys.stderr)
+
+
+def _episode_steps(env) -> int:
+    return int(env.unwrapped.episode.params["episode_steps"])
+
+
+def run_array_policy(policy, jobs: Sequence[Job], on_episode: Callable[[dict], None], *, max_steps: int | None = None,
+                     record_steps: bool = True, with_oracle: bool = False, progress: Progress | None = None) -> None:
+    """Play ``jobs`` with ``policy(obs, info) -> action`` (``reset(seed, episode)`` is called
+    before each episode if the policy has it); ``info`` carries the oracle only if
+    ``with_oracle``."""
+    from dime_gym.env import DimeEnv
+
+    env = DimeEnv(with_oracle=with_oracle)
+    reset = getattr(policy, "reset", None)
+    for job in jobs:
+        start = time.perf_counter()
+        obs, info = env.reset(seed=job.seed, options={"task": job.task})
+        if reset is not None:
+            reset(job.seed, env.episode)
+        limit = _episode_steps(env) if max_steps is None else min(max_steps, _episode_steps(env))
+        trace = Trace(limit)
+        for _ in range(limit):
+            action = np.asarray(policy(obs, info), dtype=np.int64)
+            obs, _, _, _, info = env.step(action)
+            errors = info["action_errors"]
+            trace.record(action, env.state_record, info["score"], errors, "rejected" if errors else "applied")
+        on_episode(episode_record(job.task, job.seed, trace, env.state_record, info["score"],
+                                  time.perf_counter() - start, record_steps))
+        if progress is not None:
+            progress.update(1, limit)
+
+
+def request_seed(sampling_seed: int, job: Job, step: int) -> int:
+    """The sampling seed of one request: fixed by (run seed, task, episode seed, step), so a
+    backend that seeds per request (vLLM, most servers) answers independently of batching."""
+    return zlib.crc32(f"{sampling_seed}:{job.task}:{job.seed}:{step}".encode())
+
+
+@dataclasses.dataclass
+class _Live:
+    job: Job
+    env: object
+    messages: list
+    trace: Trace
+    limit: int
+    start: float
+
+
+def run_text_policy(backend, jobs: Sequence[Job], on_episode: Callable[[dict], None], *, system_prompt: str,
+                    batch_size: int, max_steps: int | None = None, sampling_seed: int = 0, record_steps: bool = True,
+                    abort_after_failed_steps: int = 20, progress: Progress | None = None) -> None:
+    """Play ``jobs`` with a text policy: ``backend.generate(prompts, seeds)`` takes one chat
+    message list per live episode and returns one ``Generation`` (or ``str``) per prompt.
+
+    An answer that cannot be parsed is an invalid action and the episode goes on; a request
+    the backend could not serve (``Generation.error``) is recorded as a ``backend_error`` step
+    in which nothing is done. ``BackendUnavailable`` is raised after
+    ``abort_after_failed_steps`` consecutive steps in which every request failed.
+    """
+    from dime_gym.env import DimeEnv
+    from dime_gym.text.env import TextEnv
+    from dime_trainer.evaluation.backends import as_generation
+
+    pending = collections.deque(jobs)
+    live: list[_Live] = []
+    idle_envs: list = []
+    failed_streak = 0
+    while pending or live:
+        while pending and len(live) < batch_size:
+            job = pending.popleft()
+            env = idle_envs.pop() if idle_envs else TextEnv(DimeEnv(with_oracle=False), system_prompt=system_prompt)
+            _, info = env.reset(seed=job.seed, options={"task": job.task})
+            limit = _episode_steps(env) if max_steps is None else min(max_steps, _episode_steps(env))
+            live.append(_Live(job, env, info["messages"], Trace(limit, text=True), limit, time.perf_counter()))
+        outputs = backend.generate([x.messages for x in live], [request_seed(sampling_seed, x.job, x.trace.n) for x in live])
+        if len(outputs) != len(live):
+            raise RuntimeError(f"the policy returned {len(outputs)} answers for {len(live)} prompts")
+        generations = [as_generation(o) for o in outputs]
+        failed_streak = failed_streak + 1 if all(g.error for g in generations) else 0
+        if failed_streak >= abort_after_failed_steps:
+            raise BackendUnavailable(f"every request failed for {failed_streak} consecutive steps; last error: "
+                                     f"{generations[-1].error}")
+        still = []
+        for x, gen in zip(live, generations, strict=True):
+            _, _, _, _, info = x.env.step(NOOP_ANSWER if gen.error else gen.text)
+            parsed = info["answer"]
+            if gen.error:
+                status = "backend_error"
+            elif not parsed.ok:
+                status = "unparsable"
+            else:
+                status = "rejected" if info["action_errors"] else "applied"
+            x.trace.record(info["action"], x.env.unwrapped.state_record, info["score"], info["action_errors"], status)
+            x.trace.record_text(gen.text, None if gen.error else (parsed.error.kind if parsed.error else None),
+                                () if gen.error else (*parsed.rescues, *parsed.notes), gen.completion_tokens,
+                                gen.finish_reason, gen.error)
+            x.messages = info["messages"]
+            if x.trace.n >= x.limit:
+                on_episode(episode_record(x.job.task, x.job.seed, x.trace, x.env.unwrapped.state_record, info["score"],
+                                          time.perf_counter() - x.start, record_steps))
+                idle_envs.append(x.env)
+                if progress is not None:
+                    progress.update(1, 0)
+            else:
+                still.append(x)
+        if progress is not None:
+            progress.update(0, len(live))
+        live = still
+
+
+def builtin_scores(policies: Sequence[str], tasks: Sequence[str], seeds: Sequence[int]) -> dict[str, dict[str, list[float]]]:
+    """Final scores of built-in policies: ``{policy: {task: [score per seed]}}`` (no files)."""
+    from dime_gym.policies import make_policy
+
+    out: dict[str, dict[str, list[float]]] = {}
+    for name in policies:
+        scores: dict[str, list[float]] = {t: [] for t in tasks}
+        run_array_policy(make_policy(name), make_jobs(tasks, seeds), lambda r: scores[r["task"]].append(r["score"]),
+                         record_steps=False)
+        out[name] = scores
+    return out

@@ -1,0 +1,172 @@
+"""GRPO reward callbacks with TRL's signature ``f(prompts, completions, **kwargs) -> list[float]``.
+
+One picklable callable per component, each with its ``__name__`` (TRL logs
+``rewards/<name>/mean``). Every callback returns a finite value inside its documented range for
+any text, and never raises on a model's answer:
+
+* ``reward_format`` [-3, 3]: the ``<reasoning>``/``<action>`` scaffold (``FORMAT_PENALTIES``);
+* ``reward_validity`` [-2, 2]: the command parses to an action;
+* ``reward_env`` [-5, 5]: the env reward of the answer's action from the row's snapshot
+  (an unparsable answer gets the invalid-action outcome); all completions of one prompt are
+  scored in one batched call from the same state and random stream;
+* ``reward_triage`` [-0.5, 1]: agreement with the triage oracle (same action > same kind).
+
+The env and triage rewards read the dataset columns ``snapshot`` and ``oracle_action`` (see
+:func:`dime_trainer.data.build_prompt_dataset`), which TRL passes as keyword lists.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from collections.abc import Sequence
+
+import numpy as np
+
+from dime_gym.text import ParsedAnswer, parse_answer
+
+FORMAT_RANGE = (-3.0, 3.0)
+VALIDITY_RANGE = (-2.0, 2.0)
+ENV_RANGE = (-5.0, 5.0)
+TRIAGE_RANGE = (-0.5, 1.0)
+
+# reward_format: +3 for the exact scaffold, minus these for each tolerance the answer needed.
+FORMAT_PENALTIES = {
+    "missing_reasoning": 1.0,
+    "missing_action_tag": 1.5,
+    "unclosed_action": 1.0,
+    "code_fence": 0.5,
+    "single_quotes": 0.5,
+    "alternate_key": 0.5,
+    "bare_command": 0.5,
+    "extra_text": 0.5,
+}
+FORMAT_NO_COMMAND_PENALTY = 2.0  # the scaffold yielded no command at all
+FORMAT_CUT_OFF = -3.0  # a <think> that never closes (truncated) or an oversized answer
+NO_COMMAND_KINDS = frozenset({"no_command", "bad_json", "multiple_commands"})
+CUT_OFF_KINDS = frozenset({"unclosed_think", "too_long", "not_text"})
+
+VALIDITY_CLEAN, VALIDITY_TOLERATED, VALIDITY_BAD_COMMAND, VALIDITY_NO_COMMAND = 2.0, 1.0, -1.0, -2.0
+UNCLOSED_THINK_METRIC = "dime/unclosed_think_frac"  # logged through TRL's log_metric, read by the monitor
+TRIAGE_SAME_ACTION, TRIAGE_SAME_KIND, TRIAGE_OTHER, TRIAGE_UNPARSABLE = 1.0, 0.25, -0.1, -0.5
+
+
+def completion_text(completion) -> str:
+    """The answer text of one TRL completion: a string, or the assistant messages' contents."""
+    if isinstance(completion, str):
+        return completion
+    if isinstance(completion, dict):
+        return str(completion.get("content") or "")
+    if isinstance(completion, Sequence):
+        return "".join(str(m.get("content") or "") for m in completion if isinstance(m, dict) and m.get("role", "assistant") == "assistant")
+    return ""
+
+
+# The four callbacks see the same completions in turn: parse each text once (answers are immutable).
+_parse_cached = functools.lru_cache(maxsize=16_384)(parse_answer)
+
+
+def _parse_all(completions) -> list[ParsedAnswer]:
+    return [_parse_cached(completion_text(c)) for c in completions]
+
+
+def format_score(parsed: ParsedAnswer) -> float:
+    """``reward_format`` of one parsed answer."""
+    if parsed.error is not None and parsed.error.kind in CUT_OFF_KINDS:
+        return FORMAT_CUT_OFF
+    score = FORMAT_RANGE[1] - sum(FORMAT_PENALTIES[r] for r in parsed.rescues)
+    if parsed.error is not None and parsed.error.kind in NO_COMMAND_KINDS:
+        score -= FORMAT_NO_COMMAND_PENALTY
+    return max(FORMAT_RANGE[0], score)
+
+
+def validity_score(parsed: ParsedAnswer) -> float:
+    """``reward_validity``: 2 for a valid command as written, 1 if the grammar had to tolerate
+    something (a bare index, a rounded rate), -1 for a command the grammar rejects, -2 for none."""
+    if parsed.ok:
+        return VALIDITY_TOLERATED if parsed.notes else VALIDITY_CLEAN
+    if parsed.raw_command is not None and parsed.error.kind not in NO_COMMAND_KINDS | CUT_OFF_KINDS:
+        return VALIDITY_BAD_COMMAND
+    return VALIDITY_NO_COMMAND
+
+
+def triage_score(parsed: ParsedAnswer, oracle_action: Sequence[int]) -> float:
+    """``reward_triage``: the oracle's exact action 1, its kind 0.25, another action -0.1,
+    no action -0.5 (gentle: the oracle is a baseline to beat, not ground truth)."""
+    if not parsed.ok:
+        return TRIAGE_UNPARSABLE
+    oracle = tuple(int(x) for x in oracle_action)
+    if parsed.action == oracle:
+        return TRIAGE_SAME_ACTION
+    return TRIAGE_SAME_KIND if parsed.action[0] == oracle[0] else TRIAGE_OTHER
+
+
+def reward_format(prompts=None, completions=(), **kwargs) -> list[float]:
+    """Scaffold reward in [-3, 3]: 3 for ``<reasoning>…</reasoning><action>{"command": …}</action>``
+    (a closed ``<think>`` block first is fine), less per tolerance used, -3 if cut off."""
+    parsed = _parse_all(completions)
+    if callable(kwargs.get("log_metric")) and parsed:
+        unclosed = sum(p.error is not None and p.error.kind == "unclosed_think" for p in parsed)
+        kwargs["log_metric"](UNCLOSED_THINK_METRIC, unclosed / len(parsed))
+    return [format_score(p) for p in parsed]
+
+
+def reward_validity(prompts=None, completions=(), **kwargs) -> list[float]:
+    """Command validity in [-2, 2] (see :func:`validity_score`)."""
+    return [validity_score(p) for p in _parse_all(completions)]
+
+
+def reward_triage(prompts=None, completions=(), oracle_action=None, **kwargs) -> list[float]:
+    """Oracle agreement in [-0.5, 1]; needs the ``oracle_action`` column."""
+    if oracle_action is None:
+        raise ValueError("reward_triage needs the dataset column 'oracle_action' (build it with build_prompt_dataset)")
+    return [triage_score(p, a) for p, a in zip(_parse_all(completions), oracle_action, strict=True)]
+
+
+class EnvReward:
+    """``reward_env`` in [-5, 5]: restore the row's snapshot, apply the answer's action (the
+    invalid-action outcome if it has none) and return the env reward.
+
+    Completions sharing a snapshot (one GRPO group) are scored in one batched call from the
+    same state and random stream, so their rewards differ only through their actions.
+    ``horizon > 0`` scores the mean reward over ``1 + horizon`` steps, the later steps chosen
+    by the triage oracle (credit for consequences that show up later, e.g. a restart).
+    """
+
+    def __init__(self, horizon: int = 0):
+        if horizon < 0:
+            raise ValueError(f"horizon must be >= 0, got {horizon}")
+        self.horizon = int(horizon)
+        self.__name__ = "reward_env"
+
+    def __call__(self, prompts=None, completions=(), snapshot=None, **kwargs) -> list[float]:
+        if snapshot is None:
+            raise ValueError("reward_env needs the dataset column 'snapshot' (build it with build_prompt_dataset)")
+        from dime_gym.core.actions import UNPARSABLE
+        from dime_gym.core.reward import REWARD_COMPONENTS
+        from dime_gym.counterfactual import score_actions
+
+        parsed = _parse_all(completions)
+        actions = np.array([p.action if p.ok else (UNPARSABLE, 0, 0, 0) for p in parsed], dtype=np.int64).reshape(-1, 4)
+        rewards = np.empty(len(parsed))
+        components = {name: np.empty(len(parsed)) for name in REWARD_COMPONENTS}
+        groups: dict[bytes, list[int]] = {}
+        for i, snap in enumerate(snapshot):
+            groups.setdefault(bytes(snap), []).append(i)
+        for snap, rows in groups.items():
+            scores = score_actions(snap, actions[rows], horizon=self.horizon, continuation="oracle" if self.horizon else None)
+            rewards[rows] = scores.returns / scores.steps  # mean over the 1 + horizon steps: stays in [-5, 5]
+            for name in REWARD_COMPONENTS:
+                components[name][rows] = scores.reward_components[name]
+        if callable(kwargs.get("log_metric")) and len(parsed):
+            for name, values in components.items():
+                kwargs["log_metric"](f"dime/env/{name}", float(values.mean()))
+        return [min(ENV_RANGE[1], max(ENV_RANGE[0], float(r))) if math.isfinite(r) else ENV_RANGE[0] for r in rewards]
+
+    def __reduce__(self):
+        return (EnvReward, (self.horizon,))
+
+
+reward_env = EnvReward()
+REWARD_FUNCS = (reward_format, reward_validity, reward_env, reward_triage)
+REWARD_RANGES = {"reward_format": FORMAT_RANGE, "reward_validity": VALIDITY_RANGE, "reward_env": ENV_RANGE, "reward_triage": TRIAGE_RANGE}

@@ -1,0 +1,95 @@
+"""A tiny Qwen3-architecture model and tokenizer, built in code, for CPU smoke runs and tests.
+
+No network is needed: a byte-level BPE tokenizer is trained on DIME's own prompts and answers,
+given Qwen3's chat template (``add_generation_prompt``, ``enable_thinking``) and Qwen3's
+non-special ``<think>`` tags, and a 2-layer ``Qwen3ForCausalLM`` with the same projection
+module names as Qwen3-8B (so the LoRA recipe is identical) is saved next to it with
+``save_pretrained``. Load both back with ``from_pretrained(path)`` like the real model.
+"""
+
+from __future__ import annotations
+
+import pathlib
+
+SPECIAL_TOKENS = ("<|endoftext|>", "<|im_start|>", "<|im_end|>")
+QWEN3_ADDED_TOKENS = ("<think>", "</think>", "<tool_call>", "</tool_call>", "<tool_response>", "</tool_response>")
+
+
+def _corpus() -> list[str]:
+    """Text the tokenizer learns from: the system prompt, rendered states and every command."""
+    import itertools
+
+    import gymnasium as gym
+    import numpy as np
+
+    import dime_gym  # noqa: F401 - registers DIME-v0
+    from dime_gym.core.actions import ACTION_NVEC
+    from dime_gym.scenarios import TASK_IDS
+    from dime_gym.text import SYSTEM_PROMPT, format_action, render_user_message
+    from dime_gym.text.commands import canonical_action
+
+    lines = SYSTEM_PROMPT.splitlines()
+    for seed, task in enumerate(TASK_IDS):
+        env = gym.make("DIME-v0", task=task)
+        obs, info = env.reset(seed=seed)
+        for _ in range(4):
+            lines.extend(render_user_message(obs, info).splitlines())
+            obs, _, _, _, info = env.step(info["oracle"]["action"])
+    commands = sorted({format_action(canonical_action(a)) for a in itertools.product(*(range(n) for n in ACTION_NVEC.tolist()))})
+    lines.extend(f'<reasoning>Rule {i % 10 + 1} applies.</reasoning>\n<action>{{"command": "{c}"}}</action>'
+                 for i, c in enumerate(commands))
+    lines.extend(str(x) for x in np.round(np.linspace(0, 1, 101), 2))
+    return lines
+
+
+def build_tiny_tokenizer(vocab_size: int = 1024):
+    """A Qwen3-style fast tokenizer (byte-level BPE, ChatML specials, Qwen3's chat template)."""
+    from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+    from trl.chat_template_utils import qwen3_chat_template
+
+    tokenizer = Tokenizer(models.BPE())
+    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tokenizer.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=list(SPECIAL_TOKENS),
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
+    tokenizer.train_from_iterator(_corpus(), trainer=trainer)
+    tokenizer.add_tokens([AddedToken(t, special=False, normalized=False) for t in QWEN3_ADDED_TOKENS])
+    fast = PreTrainedTokenizerFast(tokenizer_object=tokenizer, eos_token="<|im_end|>", pad_token="<|endoftext|>", bos_token=None)
+    fast.chat_template = qwen3_chat_template
+    return fast
+
+
+def build_tiny_model(tokenizer, hidden_size: int = 64, num_layers: int = 2, seed: int = 0):
+    """A randomly initialised 2-layer ``Qwen3ForCausalLM`` sized for CPU (about 0.2 M params)."""
+    import torch
+    from transformers import GenerationConfig, Qwen3Config, Qwen3ForCausalLM
+
+    im_end = tokenizer.convert_tokens_to_ids("<|im_end|>")
+    pad = tokenizer.convert_tokens_to_ids("<|endoftext|>")
+    config = Qwen3Config(
+        vocab_size=len(tokenizer), hidden_size=hidden_size, intermediate_size=2 * hidden_size,
+        num_hidden_layers=num_layers, num_attention_heads=4, num_key_value_heads=2, head_dim=hidden_size // 4,
+        max_position_embeddings=4096, tie_word_embeddings=False,
+        rope_parameters={"rope_type": "default", "rope_theta": 1e6},
+        bos_token_id=None, eos_token_id=im_end, pad_token_id=pad,
+    )
+    torch.manual_seed(seed)
+    model = Qwen3ForCausalLM(config)
+    model.generation_config = GenerationConfig(eos_token_id=[im_end, pad], pad_token_id=pad, do_sample=True,
+                                               temperature=0.6, top_p=0.95, top_k=20)
+    return model
+
+
+def save_tiny_qwen3(path: str | pathlib.Path, seed: int = 0) -> pathlib.Path:
+    """Build the tiny model and tokenizer and ``save_pretrained`` both into ``path``; returns it.
+    An existing complete directory is reused."""
+    path = pathlib.Path(path)
+    if (path / "config.json").exists() and (path / "tokenizer.json").exists():
+        return path
+    tokenizer = build_tiny_tokenizer()
+    model = build_tiny_model(tokenizer, seed=seed)
+    path.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return path

@@ -1,0 +1,96 @@
+"""GRPO reward callbacks: exact values on a table of answers, bounds on arbitrary text, TRL's
+calling convention, and group consistency of the env reward."""
+
+from __future__ import annotations
+
+import math
+import pickle
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from dime_trainer.rewards import (
+    ENV_RANGE,
+    FORMAT_RANGE,
+    REWARD_FUNCS,
+    REWARD_RANGES,
+    TRIAGE_RANGE,
+    UNCLOSED_THINK_METRIC,
+    VALIDITY_RANGE,
+    EnvReward,
+    completion_text,
+    reward_format,
+    reward_triage,
+    reward_validity,
+)
+
+ORACLE_RESTART_3 = [1, 3, 0, 0]
+CLEAN = '<reasoning>Node 3 is out of memory.</reasoning>\n<action>{"command": "kubectl delete pod node-3"}</action>'
+
+# (case, answer, format, validity, triage against ORACLE_RESTART_3)
+TABLE = [
+    ("clean", CLEAN, 3.0, 2.0, 1.0),
+    ("clean_after_think", "<think>node 3 mem 0.95</think>" + CLEAN, 3.0, 2.0, 1.0),
+    ("same_kind_other_node", CLEAN.replace("node-3", "node-4"), 3.0, 2.0, 0.25),
+    ("other_kind", '<reasoning>r</reasoning><action>{"command": "no_op"}</action>', 3.0, 2.0, -0.1),
+    ("rescued_bare_index", '<reasoning>r</reasoning><action>{"command": "kubectl delete pod 3"}</action>', 3.0, 1.0, 1.0),
+    ("rescued_fence_and_prose", '<reasoning>r</reasoning><action>```json\n{"command": "kubectl delete pod node-3"}\n```</action> done',
+     2.0, 2.0, 1.0),
+    ("bare_line", "kubectl delete pod node-3", 0.0, 2.0, 1.0),
+    ("no_reasoning_single_quotes", "<action>{'command': 'kubectl delete pod node-3'}</action>", 1.5, 2.0, 1.0),
+    ("unclosed_think", "<think>node 3 is hot so I will restart it and then", -3.0, -2.0, -0.5),
+    ("invalid_command", '<reasoning>r</reasoning><action>{"command": "kubectl delete pod node-12"}</action>', 3.0, -1.0, -0.5),
+    ("wrong_json", '<reasoning>r</reasoning><action>{"command": kubectl delete pod node-3}</action>', 1.0, -2.0, -0.5),
+    ("empty", "", -1.5, -2.0, -0.5),
+    ("enormous", "x" * 300_000, -3.0, -2.0, -0.5),
+]
+
+
+@pytest.mark.parametrize("case, answer, fmt, validity, triage", TABLE, ids=[row[0] for row in TABLE])
+def test_reward_table__exact_values(case, answer, fmt, validity, triage):
+    completions = [[{"role": "assistant", "content": answer}]]
+    assert reward_format(prompts=[None], completions=completions) == [fmt]
+    assert reward_validity(prompts=[None], completions=completions) == [validity]
+    assert reward_triage(prompts=[None], completions=completions, oracle_action=[ORACLE_RESTART_3]) == [triage]
+
+
+def test_completion_text__conversational_and_plain():
+    assert completion_text("abc") == "abc"
+    assert completion_text([{"role": "assistant", "content": "a"}, {"role": "tool", "content": "x"}, {"role": "assistant", "content": "b"}]) == "ab"
+    assert completion_text(None) == ""
+
+
+@given(st.text(max_size=300))
+def test_text_rewards__finite_and_in_range_for_any_text(text):
+    completions = [text, [{"role": "assistant", "content": text}]]
+    for func, bounds in ((reward_format, FORMAT_RANGE), (reward_validity, VALIDITY_RANGE)):
+        for value in func(prompts=[None, None], completions=completions):
+            assert math.isfinite(value) and bounds[0] <= value <= bounds[1]
+    for value in reward_triage(prompts=[None, None], completions=completions, oracle_action=[ORACLE_RESTART_3] * 2):
+        assert TRIAGE_RANGE[0] <= value <= TRIAGE_RANGE[1]
+
+
+def test_reward_format__logs_the_unclosed_think_fraction():
+    logged = {}
+    reward_format(prompts=[None] * 4, completions=["<think>x", CLEAN, CLEAN, "<think>y"], log_metric=logged.__setitem__)
+    assert logged == {UNCLOSED_THINK_METRIC: 0.5}
+
+
+def test_reward_funcs__names_ranges_and_pickling():
+    assert [f.__name__ for f in REWARD_FUNCS] == ["reward_format", "reward_validity", "reward_env", "reward_triage"]
+    assert set(REWARD_RANGES) == {f.__name__ for f in REWARD_FUNCS}
+    for func in REWARD_FUNCS:
+        clone = pickle.loads(pickle.dumps(func))
+        assert clone.__name__ == func.__name__
+    assert pickle.loads(pickle.dumps(EnvReward(horizon=3))).horizon == 3
+    assert REWARD_RANGES["reward_env"] == ENV_RANGE
+
+
+def test_rewards__missing_columns_fail_clearly():
+    with pytest.raises(ValueError, match="oracle_action"):
+        reward_triage(prompts=[None], completions=[CLEAN])
+    with pytest.raises(ValueError, match="snapshot"):
+        EnvReward()(prompts=[None], completions=[CLEAN])
+    with pytest.raises(ValueError, match="horizon"):
+        EnvReward(horizon=-1)

@@ -1,0 +1,88 @@
+"""``dime-train``'s argument parsing and shipped configs, and the training-health monitor."""
+
+from __future__ import annotations
+
+import logging
+import pathlib
+
+import pytest
+
+from dime_trainer.cli import CONFIG_DIR, expand_shortcuts, make_parser
+from dime_trainer.monitor import TrainingHealthMonitor
+from dime_trainer.rewards import UNCLOSED_THINK_METRIC
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+# Overrides that let the GPU recipe be parsed on a CPU machine (GRPOConfig refuses bf16 without CUDA).
+CPU_OVERRIDES = ["--bf16", "false", "--use_cpu", "true"]
+
+
+def parse(argv):
+    return make_parser().parse_args_and_config(args=expand_shortcuts(argv))
+
+
+def test_configs__shipped_with_the_package_and_linked_at_the_repo_root():
+    names = {p.name for p in CONFIG_DIR.glob("*.yaml")}
+    assert {"smoke.yaml", "qwen3_8b_grpo.yaml", "accelerate_zero3.yaml"} <= names
+    assert (REPO / "configs" / "qwen3_8b_grpo.yaml").read_text() == (CONFIG_DIR / "qwen3_8b_grpo.yaml").read_text()
+
+
+def test_qwen3_recipe__matches_the_seed():
+    dime, grpo, model = parse(["--config", "configs/qwen3_8b_grpo.yaml", *CPU_OVERRIDES])
+    assert model.model_name_or_path == "Qwen/Qwen3-8B" and model.dtype == "bfloat16"
+    assert model.use_peft and model.lora_r == 32 and model.lora_alpha == 64
+    assert set(model.lora_target_modules) == {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"}
+    assert grpo.learning_rate == 5e-6 and grpo.lr_scheduler_type == "cosine"
+    assert grpo.num_generations == 4 and grpo.max_completion_length == 1024 and grpo.max_steps == 300
+    assert grpo.use_vllm and grpo.vllm_mode == "colocate"
+    assert grpo.chat_template_kwargs == {"enable_thinking": False}
+    assert dime.tasks == "all" and dime.dataset_path
+
+
+def test_smoke_shortcut__and_command_line_overrides():
+    dime, grpo, model = parse(["--smoke", "--max_steps", "7", "--tasks", "retry_storm"])
+    assert dime.tiny_model and grpo.use_cpu and not grpo.use_vllm
+    assert grpo.max_steps == 7 and dime.tasks == "retry_storm"
+    dime, *_ = parse(["--config", "smoke"])  # a shipped config by name
+    assert dime.tiny_model
+
+
+def test_parser__rejects_unknown_options():
+    with pytest.raises(ValueError, match="no_such_option"):
+        parse(["--smoke", "--no_such_option", "1"])
+
+
+def _feed(monitor, steps, **logs):
+    for step in range(steps):
+        monitor.on_log(None, type("State", (), {"global_step": step})(), None, logs=dict(logs))
+
+
+def test_monitor__warns_once_when_advantages_collapse(caplog):
+    monitor = TrainingHealthMonitor(window=3)
+    with caplog.at_level(logging.WARNING, logger="dime_trainer"):
+        _feed(monitor, 2, frac_reward_zero_std=1.0)
+        assert not monitor.alerts  # not a full window yet
+        _feed(monitor, 5, frac_reward_zero_std=1.0)
+    assert [a[1] for a in monitor.alerts] == ["advantages_collapsed"]
+    assert "frac_reward_zero_std" in caplog.text and "Likely causes" in caplog.text
+
+
+def test_monitor__re_arms_after_recovery():
+    monitor = TrainingHealthMonitor(window=2)
+    _feed(monitor, 2, frac_reward_zero_std=1.0)
+    _feed(monitor, 2, frac_reward_zero_std=0.2)
+    _feed(monitor, 2, frac_reward_zero_std=1.0)
+    assert [a[1] for a in monitor.alerts] == ["advantages_collapsed", "advantages_collapsed"]
+
+
+def test_monitor__truncation_inside_think_and_flat_env_reward():
+    monitor = TrainingHealthMonitor(window=2)
+    _feed(monitor, 2, **{"completions/clipped_ratio": 0.9, UNCLOSED_THINK_METRIC: 0.8, "rewards/reward_env/std": 0.0})
+    checks = {a[1]: a[2] for a in monitor.alerts}
+    assert set(checks) == {"truncated_completions", "env_reward_flat"}
+    assert "unclosed <think>" in checks["truncated_completions"] and "enable_thinking" in checks["truncated_completions"]
+
+
+def test_monitor__silent_on_a_healthy_run():
+    monitor = TrainingHealthMonitor(window=2)
+    _feed(monitor, 6, frac_reward_zero_std=0.1, **{"completions/clipped_ratio": 0.0, "rewards/reward_env/std": 0.8})
+    assert monitor.alerts == []
