@@ -1,58 +1,107 @@
-"""Single-env step time of DIME-v0 vs Gymnasium's CartPole-v1, both through ``gym.make``,
-measured side by side (interleaved rounds, median of rounds), with pre-generated actions.
+"""(a) Single-env step time of DIME-v0 vs Gymnasium's CartPole-v1, both through ``gym.make``
+with their default wrappers, measured side by side (interleaved rounds, median of rounds) with
+pre-generated actions and resets at episode ends included. ``--breakdown`` also times the
+parts of one DIME step, to show where the time goes.
 
-    python benchmarks/bench_step.py [--rounds 7] [--steps 2000]
+    python benchmarks/bench_step.py [--rounds 7] [--steps 2000] [--breakdown]
 """
 
 from __future__ import annotations
 
 import argparse
-import statistics
 import time
 
 import gymnasium as gym
 import numpy as np
 
 import dime_gym  # noqa: F401 - registers DIME-v0
+from benchutil import OtherLoad, interleaved, machine, print_table
 
 
-def time_steps(env, actions) -> float:
+def time_steps(env, actions, read_oracle: bool = False) -> float:
     """Seconds per step over ``actions``, resetting whenever an episode ends."""
     env.reset(seed=0)
     start = time.perf_counter()
     for action in actions:
-        _, _, terminated, truncated, _ = env.step(action)
+        _, _, terminated, truncated, info = env.step(action)
+        if read_oracle:
+            info["oracle"]["command"]
         if terminated or truncated:
             env.reset()
     return (time.perf_counter() - start) / len(actions)
+
+
+def breakdown(repeats: int = 20000) -> list[tuple[str, str]]:
+    """Microseconds of each part of one ``DimeEnv.step`` (best of 5 loops)."""
+    from dime_gym.core.batch import step_single
+    from dime_gym.core.reward import REWARD_COMPONENTS
+    from dime_gym.env import DimeEnv, OracleInfo
+    from dime_gym.observation_buffers import allocate_single_buffers, observation_from_buffers
+
+    env = DimeEnv(with_oracle=False)
+    env.reset(seed=0)
+    params, states = env._params, env._states
+    start_state = states.copy()
+    action = np.zeros(4, dtype=np.int64)
+    buffers = allocate_single_buffers()
+    values = list(range(12))
+
+    def best(fn) -> float:
+        fn()
+        times = []
+        for _ in range(5):
+            t0 = time.perf_counter()
+            for _ in range(repeats):
+                fn()
+            times.append((time.perf_counter() - t0) / repeats)
+        return min(times) * 1e6
+
+    def kernel_call():
+        step_single(params, states, action, False, *buffers)
+        if states[0]["step"] >= 30:
+            states[:] = start_state
+
+    obs = observation_from_buffers(*buffers)
+    parts = [
+        ("compiled step_single call (validate, physics, observe, score)", best(kernel_call) - best(lambda: states[0]["step"] >= 30)),
+        ("4 fresh observation buffers", best(allocate_single_buffers)),
+        ("14 observation views + Dict", best(lambda: observation_from_buffers(*buffers))),
+        ("info dict (components, errors, score, task)", best(lambda: {"task": "t", "task_hint": "h", "reward_components": dict(zip(REWARD_COMPONENTS, values[5:])), "action_errors": [], "score": values[2]})),
+        ("lazy oracle entry (not read)", best(lambda: OracleInfo(obs))),
+    ]
+    return [(name, f"{us:.2f}") for name, us in parts]
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--steps", type=int, default=2000)
+    parser.add_argument("--breakdown", action="store_true", help="also time the parts of a DIME step")
     args = parser.parse_args()
-    envs = {
-        "CartPole-v1": gym.make("CartPole-v1"),
-        "DIME-v0 (with oracle info)": gym.make("DIME-v0"),
-        "DIME-v0 (with_oracle=False)": gym.make("DIME-v0", with_oracle=False),
-    }
     rng = np.random.default_rng(0)
-    actions = {
-        name: [env.action_space.sample() for _ in range(args.steps)] if "Cart" in name else list(rng.integers(0, [6, 8, 8, 21], size=(args.steps, 4)))
-        for name, env in envs.items()
+    cartpole = gym.make("CartPole-v1")
+    dime = gym.make("DIME-v0")
+    dime_lean = gym.make("DIME-v0", with_oracle=False)
+    cartpole_actions = [int(a) for a in rng.integers(0, 2, size=args.steps)]
+    dime_actions = list(rng.integers(0, [6, 8, 8, 21], size=(args.steps, 4)))
+    variants = {
+        "CartPole-v1": lambda: time_steps(cartpole, cartpole_actions),
+        "DIME-v0 (default: oracle in info, computed on read)": lambda: time_steps(dime, dime_actions),
+        "DIME-v0 (with_oracle=False)": lambda: time_steps(dime_lean, dime_actions),
+        "DIME-v0 (reading info['oracle'] every step)": lambda: time_steps(dime, dime_actions[: args.steps // 10], read_oracle=True),
     }
-    for name, env in envs.items():  # warm-up (JIT compile)
-        time_steps(env, actions[name][:50])
-    samples: dict[str, list[float]] = {name: [] for name in envs}
-    for _ in range(args.rounds):
-        for name, env in envs.items():
-            samples[name].append(time_steps(env, actions[name]))
-    base = statistics.median(samples["CartPole-v1"])
-    print(f"{'env':32s} {'us/step':>9s} {'x CartPole':>11s}")
-    for name, values in samples.items():
-        median = statistics.median(values)
-        print(f"{name:32s} {median * 1e6:9.1f} {median / base:11.2f}")
+    for run in variants.values():  # warm-up (JIT compile or cache load)
+        run()
+    with OtherLoad() as load:
+        medians = interleaved(variants, args.rounds)
+    base = medians["CartPole-v1"]
+    print(machine())
+    print(f"{args.rounds} interleaved rounds of {args.steps} steps, medians; {load.summary()}")
+    print_table(("env (through gym.make)", "us/step", "x CartPole"),
+                [(name, f"{m * 1e6:.1f}", f"{m / base:.2f}") for name, m in medians.items()])
+    if args.breakdown:
+        print()
+        print_table(("part of DimeEnv.step", "us"), breakdown())
 
 
 if __name__ == "__main__":

@@ -23,6 +23,7 @@ if ENV_ID not in gym.registry:
     gym.register(
         id=ENV_ID,
         entry_point="dime_gym.registration:make_dime_env",
+        vector_entry_point="dime_gym.vector:DimeVectorEnv",
         kwargs={"task": DEFAULT_TASK},
     )
 
@@ -33,6 +34,14 @@ def __getattr__(name: str):
         from dime_gym.env import DimeEnv
 
         return DimeEnv
+    if name == "DimeVectorEnv":
+        from dime_gym.vector import DimeVectorEnv
+
+        return DimeVectorEnv
+    if name == "score_actions":
+        from dime_gym.counterfactual import score_actions
+
+        return score_actions
     if name in ("triage", "RULES", "TRIAGE_THRESHOLDS"):
         from dime_gym import oracle
 
@@ -40,4 +49,4 @@ def __getattr__(name: str):
     raise AttributeError(f"module 'dime_gym' has no attribute {name!r}")
 
 
-__all__ = ["DEFAULT_TASK", "ENV_ID", "TASKS", "TASK_IDS", "TaskId", "DimeEnv", "build_episode", "get_task", "triage", "RULES", "TRIAGE_THRESHOLDS"]
+__all__ = ["DEFAULT_TASK", "ENV_ID", "TASKS", "TASK_IDS", "TaskId", "DimeEnv", "DimeVectorEnv", "score_actions", "build_episode", "get_task", "triage", "RULES", "TRIAGE_THRESHOLDS"]

@@ -1,5 +1,9 @@
 """``DimeEnv``: the Gymnasium shell around the Numba core. It owns one cluster's records,
-validates input, calls the kernels and builds observations and infos; nothing else."""
+validates input, calls the kernels and builds observations and infos; nothing else.
+
+A step is one compiled call (``core.batch.step_single``: validate, step, observe, score) plus
+the views and dicts Gymnasium expects; the triage oracle in ``info`` runs only when read.
+"""
 
 from __future__ import annotations
 
@@ -10,14 +14,27 @@ import numpy as np
 from gymnasium import spaces
 
 from dime_gym.core.actions import ACTION_KINDS, ACTION_NVEC, QUERY_LOGS, UNPARSABLE, describe_errors
-from dime_gym.core.dynamics import step_batch_serial
+from dime_gym.core.batch import (
+    EPISODE_OVER,
+    RESULT_ACTION_ERRORS,
+    RESULT_COMPONENTS,
+    RESULT_REWARD,
+    RESULT_SCORE,
+    RESULT_STATUS,
+    RESULT_TRUNCATED,
+    STEPPED,
+    first_invalid_action,
+    observe_single,
+    step_single,
+)
 from dime_gym.core.reward import REWARD_COMPONENTS
 from dime_gym.core.state import DB, EVENT_NAMES, N_NODES, empty_batch
 from dime_gym.logs import log_excerpt
-from dime_gym.observation import build_observation, observation_space
+from dime_gym.observation import observation_space
+from dime_gym.observation_buffers import allocate_single_buffers, observation_from_buffers
 from dime_gym.oracle import triage
-from dime_gym.scenarios import DEFAULT_TASK, build_episode, get_task
-from dime_gym.scenarios.graders import grade
+from dime_gym.scenarios import DEFAULT_TASK, Episode, build_episode, get_task
+from dime_gym.snapshot import decode_snapshot, encode_snapshot
 
 
 class _UnparsableAnswer:
@@ -31,6 +48,69 @@ class _UnparsableAnswer:
 
 
 UNPARSABLE_ANSWER = _UnparsableAnswer()
+_UNPARSABLE_ACTION = np.array([UNPARSABLE, 0, 0, 0], dtype=np.int64)
+_INT64 = np.dtype(np.int64)
+_ACTION_SHAPE = (4,)
+
+
+def _reward_components_dict(result: tuple) -> dict[str, float]:
+    """``info["reward_components"]`` from a ``step_single`` result (a literal is the fastest
+    way to build it; the check below keeps it in ``REWARD_COMPONENTS`` order)."""
+    return {"r_topo": result[5], "r_shed": result[6], "r_mem": result[7], "r_fric": result[8], "r_lat": result[9],
+            "r_up": result[10], "r_eff": result[11]}
+
+
+if list(_reward_components_dict(tuple(range(RESULT_COMPONENTS + len(REWARD_COMPONENTS)))).items()) != [
+        (name, RESULT_COMPONENTS + k) for k, name in enumerate(REWARD_COMPONENTS)]:
+    raise ImportError("_reward_components_dict is out of step with REWARD_COMPONENTS")
+
+
+class OracleInfo(dict):
+    """``info["oracle"]``: the triage oracle's suggestion for the step's observation, the dict
+    ``{"action", "command", "rule_id", "rule"}``, computed on first access.
+
+    The ten rules are plain Python and cost many times a whole step, so an agent that never
+    reads the oracle does not pay for it. Every read (indexing, iteration, ``len``, ``==``,
+    ``repr``, copying, pickling) fills the dict first; it pickles as a plain ``dict``. It reads
+    the observation it was given, so modify that observation only after reading the oracle.
+    """
+
+    __slots__ = ("_observation",)
+
+    def __init__(self, observation: dict):
+        super().__init__()
+        self._observation = observation
+
+    def _fill(self) -> None:
+        observation = self._observation
+        if observation is not None:
+            self._observation = None
+            d = triage(observation)
+            dict.update(self, action=np.asarray(d.action, dtype=np.int64), command=d.command, rule_id=d.rule_id,
+                        rule=d.rule_name)
+
+    def __reduce__(self):
+        self._fill()
+        return (dict, (dict(self.items()),))
+
+
+def _filled_first(name: str):
+    method = getattr(dict, name)
+
+    def filled(self, *args, **kwargs):
+        self._fill()
+        return method(self, *args, **kwargs)
+
+    filled.__name__ = name
+    filled.__doc__ = method.__doc__
+    return filled
+
+
+for _name in ("__getitem__", "__iter__", "__len__", "__contains__", "__eq__", "__ne__", "__repr__", "__reversed__",
+              "__or__", "__ror__", "__ior__", "__setitem__", "__delitem__", "get", "keys", "values", "items", "copy",
+              "pop", "popitem", "setdefault", "update", "clear"):
+    setattr(OracleInfo, _name, _filled_first(_name))
+del _name
 
 
 def validate_action(action: Any) -> np.ndarray:
@@ -57,6 +137,35 @@ def validate_action(action: Any) -> np.ndarray:
             extra = f" ({', '.join(f'{i}={name}' for i, name in enumerate(ACTION_KINDS))})" if k == 0 else ""
             raise ValueError(f"action field {names[k]}={value} is out of range; valid: 0..{n - 1}{extra}")
     return np.ascontiguousarray(a, dtype=np.int64)
+
+
+ACTION_FIELDS = ("kind", "node", "dest", "rate_level")
+
+
+def validate_action_batch(actions: Any, n: int | None = None) -> np.ndarray:
+    """Return ``actions`` as a C-contiguous ``(n, 4) int64`` array or raise ``ValueError`` that
+    names the first offending row and field. Batched APIs accept kind ``UNPARSABLE`` (-1), an
+    agent answer that held no valid command (a no-op charged as an invalid action)."""
+    try:
+        a = np.asarray(actions)
+    except Exception as exc:  # noqa: BLE001 - anything unconvertible is a bad batch
+        raise ValueError(f"actions are not array-like: {exc}") from None
+    expected = "(N, 4)" if n is None else f"({n}, 4)"
+    if a.ndim != 2 or a.shape[1] != 4 or (n is not None and a.shape[0] != n) or a.shape[0] == 0:
+        raise ValueError(f"actions must have shape {expected} (rows of [kind, node, dest, rate_level]), got shape {a.shape}")
+    if not (np.issubdtype(a.dtype, np.integer) or np.issubdtype(a.dtype, np.bool_)):
+        if not (np.issubdtype(a.dtype, np.floating) and np.all(np.isfinite(a)) and np.all(a == np.round(a))):
+            raise ValueError(f"actions must be integers, got dtype {a.dtype}")
+    if a.dtype != np.int64 and np.issubdtype(a.dtype, np.integer) and a.size and (a.max() > 2**62 or a.min() < -(2**62)):
+        raise ValueError("actions hold integers far outside the action space")
+    a = np.require(a, dtype=np.int64, requirements=["C_CONTIGUOUS", "ALIGNED", "WRITEABLE"])
+    bad = first_invalid_action(a, True)
+    if bad >= 0:
+        row, field = divmod(bad, 4)
+        n_values = int(ACTION_NVEC[field])
+        valid = f"-1 (unparsable) or 0..{n_values - 1}" if field == 0 else f"0..{n_values - 1}"
+        raise ValueError(f"actions[{row}] field {ACTION_FIELDS[field]}={int(a[row, field])} is out of range; valid: {valid}")
+    return a
 
 
 class DimeEnv(gym.Env):
@@ -113,8 +222,14 @@ class DimeEnv(gym.Env):
     ## Arguments
     ``task`` (default ``"traffic_spike"``), ``render_mode`` (``None`` or ``"ansi"``),
     ``trace_path`` (CSV for ``level_5_alibaba_trace``), ``with_oracle`` (add the triage
-    oracle's suggestion to ``info``, default True). ``reset(options={"task": ...})`` switches
-    the task for that episode.
+    oracle's suggestion to ``info``, default True; computed only when read, see
+    ``OracleInfo``). ``reset(options={"task": ...})`` switches the task for that episode.
+
+    ## Snapshots
+    ``snapshot()`` returns the episode as compact, versioned bytes (params, state and RNG
+    streams, facts; see ``dime_gym.snapshot``); ``restore(snapshot)`` continues it bit for bit,
+    in this env or any other ``DimeEnv``. The reset generator (which seeds *later* episodes) is
+    not part of a snapshot.
 
     ## Version History
     * v0: initial release.
@@ -155,30 +270,87 @@ class DimeEnv(gym.Env):
         self._episode = build_episode(task, episode_seed, **task_options)
         self._params[0] = self._episode.params
         self._states[0] = self._episode.state
-        obs = build_observation(self._states[0])
-        return obs, self._info(obs, logs=None)
+        return self._observe_current()
 
     def step(self, action):
-        if self._episode is None:
-            raise RuntimeError("call reset() before step()")
-        return self._advance(validate_action(action))
+        if action is UNPARSABLE_ANSWER:
+            a, allow_unparsable = _UNPARSABLE_ACTION, True
+        elif type(action) is np.ndarray and action.dtype is _INT64 and action.shape == _ACTION_SHAPE and action.flags.carray:
+            a, allow_unparsable = action, False  # fast path: the kernel range-checks it
+        else:  # a fresh C-contiguous writeable copy: one compiled signature for every input
+            a, allow_unparsable = np.array(validate_action(action), dtype=np.int64), False
+        node_obs, flag_obs, scalar_obs, step_obs = allocate_single_buffers()
+        result = step_single(self._params, self._states, a, allow_unparsable, node_obs, flag_obs, scalar_obs, step_obs)
+        if result[RESULT_STATUS] != STEPPED:
+            self._raise_refused(result[RESULT_STATUS], action)
+        obs = observation_from_buffers(node_obs, flag_obs, scalar_obs, step_obs)
+        errors = result[RESULT_ACTION_ERRORS]
+        episode = self._episode
+        info = {
+            "task": episode.task.id,
+            "task_hint": episode.task.task_hint,
+            "reward_components": _reward_components_dict(result),
+            "action_errors": describe_errors(errors, a) if errors else [],
+            "score": result[RESULT_SCORE],
+        }
+        if a[0] == QUERY_LOGS:
+            info["logs"] = log_excerpt(self._states[0], int(a[1]))
+        if self.with_oracle:
+            info["oracle"] = OracleInfo(obs)
+        return obs, result[RESULT_REWARD], False, result[RESULT_TRUNCATED], info
 
     def step_unparsable(self):
         """Advance one step for an agent answer that held no valid command: a no-op charged
         as an invalid action (``ERR_UNPARSABLE``); the same as ``step(UNPARSABLE_ANSWER)``."""
         return self.step(UNPARSABLE_ANSWER)
 
-    def _advance(self, a: np.ndarray):
-        s = self._states[0]
-        if s["step"] >= self._params[0]["episode_steps"]:
-            raise RuntimeError(f"the episode ended after {int(s['step'])} steps; call reset()")
-        step_batch_serial(self._params, self._states, a.reshape(1, 4))
-        s = self._states[0]
-        obs = build_observation(s)
-        logs = log_excerpt(s, int(a[1])) if a[0] == QUERY_LOGS else None
-        info = self._info(obs, logs=logs, action=a)
-        truncated = bool(s["step"] >= self._params[0]["episode_steps"])
-        return obs, float(s["reward"]), False, truncated, info
+    def _raise_refused(self, status: int, action) -> None:
+        """Raise the error for a step the kernel refused (it changed nothing)."""
+        if self._episode is None:
+            raise RuntimeError("call reset() before step()")
+        if status == EPISODE_OVER:
+            raise RuntimeError(f"the episode ended after {int(self._states[0]['step'])} steps; call reset()")
+        validate_action(action)  # raises the ValueError naming the out-of-range field
+        raise AssertionError(f"step_single refused {action!r} with status {status}")
+
+    def _observe_current(self):
+        """``(obs, info)`` of the current state without stepping (after reset or restore)."""
+        node_obs, flag_obs, scalar_obs, step_obs = allocate_single_buffers()
+        result = observe_single(self._params, self._states, node_obs, flag_obs, scalar_obs, step_obs)
+        obs = observation_from_buffers(node_obs, flag_obs, scalar_obs, step_obs)
+        info = {
+            "task": self._episode.task.id,
+            "task_hint": self._episode.task.task_hint,
+            "reward_components": _reward_components_dict(result),
+            "action_errors": [],
+            "score": result[RESULT_SCORE],
+        }
+        if self.with_oracle:
+            info["oracle"] = OracleInfo(obs)
+        return obs, info
+
+    # -- snapshots -----------------------------------------------------------------------------
+    def snapshot(self) -> bytes:
+        """The current episode as snapshot bytes (see ``dime_gym.snapshot``)."""
+        if self._episode is None:
+            raise RuntimeError("call reset() before snapshot()")
+        return encode_snapshot(self._episode.task.id, self._params[0], self._states[0], self._episode.facts)
+
+    def restore(self, snapshot: bytes):
+        """Continue the episode held by ``snapshot`` exactly where it was taken.
+
+        Returns:
+            ``(obs, info)`` of the restored state, as from ``reset``.
+
+        Raises:
+            ValueError: a truncated, corrupted or incompatible snapshot (nothing changes).
+        """
+        contents = decode_snapshot(snapshot)
+        self._params[0] = contents.params
+        self._states[0] = contents.state
+        self._episode = Episode(task=get_task(contents.task), params=contents.params, state=contents.state,
+                                facts=contents.facts)
+        return self._observe_current()
 
     def render(self):
         if self.render_mode != "ansi":
@@ -186,25 +358,10 @@ class DimeEnv(gym.Env):
         return render_ansi(self._states[0], self._episode.task.id if self._episode else self.task)
 
     # -- helpers ------------------------------------------------------------------------------
-    def _info(self, obs, logs, action=None) -> dict:
-        s = self._states[0]
-        info = {
-            "task": self._episode.task.id,
-            "task_hint": self._episode.task.task_hint,
-            "reward_components": dict(zip(REWARD_COMPONENTS, (float(x) for x in s["reward_components"]), strict=True)),
-            "action_errors": describe_errors(int(s["action_errors"]), action) if action is not None else [],
-            "score": grade(s),
-        }
-        if logs is not None:
-            info["logs"] = logs
-        if self.with_oracle:
-            d = triage(obs)
-            info["oracle"] = {"action": np.asarray(d.action, dtype=np.int64), "command": d.command, "rule_id": d.rule_id, "rule": d.rule_name}
-        return info
-
     @property
     def episode(self):
-        """The current episode's task, params, initial state and facts (``None`` before reset)."""
+        """The current episode's task, params, initial state and facts (``None`` before reset;
+        after ``restore`` its state is the snapshot's)."""
         return self._episode
 
     @property

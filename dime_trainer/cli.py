@@ -138,7 +138,11 @@ def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
     argv = expand_shortcuts(list(sys.argv[1:] if argv is None else argv))
-    dime_args, training_args, model_args = make_parser().parse_args_and_config(args=argv)
+    try:
+        dime_args, training_args, model_args = make_parser().parse_args_and_config(args=argv)
+    except ValueError as exc:  # TrlParser/GRPOConfig validation: unknown keys, bf16 without a GPU, ...
+        hint = " (the GPU recipe needs CUDA; on a CPU machine try: dime-train --smoke)" if "bf16" in str(exc) else ""
+        raise SystemExit(f"dime-train: error: {exc}{hint}") from None
     train(dime_args, training_args, model_args)
 
 

@@ -83,6 +83,24 @@ def mixture_quantile(q: float, share, wait_ms, mean_ms, cap_ms: float, tol_ms: f
 
 
 # --- reward components ---------------------------------------------------------------------
+def mixture_quantile_by_bisection(q: float, share, wait_ms, mean_ms, cap_ms: float) -> float:
+    """The kernel's contract, by its original algorithm: bisect [0, cap] while the bracket is
+    at least 0.01 ms wide and return its upper end (a point of the cap / 2**20 grid)."""
+    target = 1.0 - q
+    if mixture_tail(cap_ms, share, wait_ms, mean_ms) > target:
+        return cap_ms
+    lo, hi = 0.0, cap_ms
+    for _ in range(48):
+        mid = 0.5 * (lo + hi)
+        if mixture_tail(mid, share, wait_ms, mean_ms) > target:
+            lo = mid
+        else:
+            hi = mid
+        if hi - lo < 0.01:
+            break
+    return hi
+
+
 def _clip(x: float, lo: float, hi: float) -> float:
     return lo if x < lo else hi if x > hi else x
 

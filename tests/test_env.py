@@ -268,3 +268,43 @@ def test_env__public_names_resolve():
     for name in dime_gym.__all__:
         assert getattr(dime_gym, name) is not None
     assert dime_gym.DimeEnv is DimeEnv
+
+
+# --- the fast path: lazy oracle info, unusual action arrays ------------------------------------------
+def test_env__oracle_info_is_computed_on_read_and_equals_triage():
+    import copy
+
+    from dime_gym.env import OracleInfo
+    from dime_gym.oracle import triage
+
+    env = DimeEnv(task="zombie_node")
+    env.reset(seed=4)
+    for _ in range(8):
+        obs, _, _, _, info = env.step(NO_OP)
+    oracle = info["oracle"]
+    assert isinstance(oracle, OracleInfo) and isinstance(oracle, dict)
+    d = triage(obs)
+    expected = {"action": np.asarray(d.action, dtype=np.int64), "command": d.command, "rule_id": d.rule_id, "rule": d.rule_name}
+    assert list(oracle) == list(expected) and len(oracle) == 4
+    assert oracle["command"] == expected["command"] and oracle["rule_id"] == expected["rule_id"]
+    np.testing.assert_array_equal(oracle["action"], expected["action"])
+    for clone in (pickle.loads(pickle.dumps(OracleInfo(obs))), copy.deepcopy(OracleInfo(obs)), dict(OracleInfo(obs))):
+        assert type(clone) is dict and clone["command"] == d.command
+    assert "command" in OracleInfo(obs) and repr(OracleInfo(obs)).startswith("{'action'")
+    assert OracleInfo(obs).get("rule") == d.rule_name
+
+
+@pytest.mark.parametrize(
+    "make_action",
+    [lambda a: np.asfortranarray(np.stack([a, a]))[0], lambda a: np.repeat(a, 2)[::2], lambda a: np.frombuffer(a.tobytes(), np.int64)],
+    ids=["row_of_fortran", "strided", "read_only"],
+)
+def test_env__any_int64_array_layout_steps_like_a_contiguous_action(make_action):
+    a = np.array([1, 3, 0, 0], dtype=np.int64)
+    unusual = make_action(a)
+    assert unusual.dtype == np.int64 and unusual.shape == (4,)
+    env_a, env_b = DimeEnv(task="traffic_spike"), DimeEnv(task="traffic_spike")
+    env_a.reset(seed=2)
+    env_b.reset(seed=2)
+    assert env_a.step(unusual)[1] == env_b.step(a)[1]
+    assert env_a.state_record.tobytes() == env_b.state_record.tobytes()

@@ -13,10 +13,10 @@ import pytest
 from dime_gym.core.dynamics import step_batch_serial
 from dime_gym.core.params import default_params
 from dime_gym.core.state import STATE_DTYPE, N_NODES
-from dime_gym.evaluate import evaluate
 from dime_gym.policies import DEGENERATE_POLICIES
 from dime_gym.scenarios import TASK_IDS, healthy_state
 from dime_gym.scenarios.graders import grade
+from dime_trainer.evaluation import builtin_scores
 
 SEEDS = list(range(6))
 
@@ -24,7 +24,7 @@ SEEDS = list(range(6))
 @pytest.fixture(scope="module")
 def scores():
     policies = ["noop", "oracle", "reference", *DEGENERATE_POLICIES]
-    results = evaluate(policies, TASK_IDS, SEEDS, progress=False)
+    results = builtin_scores(policies, TASK_IDS, SEEDS)
     return {p: {t: float(np.mean(v)) for t, v in by_task.items()} for p, by_task in results.items()}
 
 

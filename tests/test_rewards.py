@@ -94,3 +94,38 @@ def test_rewards__missing_columns_fail_clearly():
         EnvReward()(prompts=[None], completions=[CLEAN])
     with pytest.raises(ValueError, match="horizon"):
         EnvReward(horizon=-1)
+
+
+def _snapshot() -> bytes:
+    from dime_gym.env import DimeEnv
+
+    env = DimeEnv(task="cascading_failure")
+    env.reset(seed=3)
+    for _ in range(5):
+        env.step([0, 0, 0, 0])
+    return env.snapshot()
+
+
+SNAPSHOT = _snapshot()
+
+
+@given(st.lists(st.text(max_size=200), min_size=1, max_size=6))
+def test_reward_env__finite_and_in_range_for_any_text(texts):
+    from dime_trainer.rewards import reward_env
+
+    values = reward_env(prompts=[None] * len(texts), completions=texts, snapshot=[SNAPSHOT] * len(texts))
+    assert len(values) == len(texts)
+    assert all(math.isfinite(v) and ENV_RANGE[0] <= v <= ENV_RANGE[1] for v in values)
+
+
+def test_reward_env__lookahead_is_a_mean_over_the_horizon():
+    from dime_gym.counterfactual import score_actions
+    from dime_trainer.rewards import reward_env
+
+    answer = '<reasoning>r</reasoning><action>{"command": "kubectl delete pod node-3"}</action>'
+    one_step = reward_env(prompts=[None], completions=[answer], snapshot=[SNAPSHOT])
+    looked = EnvReward(horizon=4)(prompts=[None], completions=[answer], snapshot=[SNAPSHOT])
+    scores = score_actions(SNAPSHOT, [[1, 3, 0, 0]], horizon=4, continuation="oracle")
+    assert one_step == [pytest.approx(float(scores.rewards[0]), abs=0)]
+    assert looked == [pytest.approx(float(scores.returns[0] / scores.steps[0]), abs=0)]
+    assert looked != one_step

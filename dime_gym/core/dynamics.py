@@ -210,7 +210,9 @@ def step_cluster(p, s, action):
     s.shed_rps = offered - admitted
 
     # --- routing ---------------------------------------------------------------------------
-    eff = np.empty(N_NODES)
+    # one scratch allocation per step (six separate arrays cost more than the routing itself)
+    scratch = np.zeros((6, N_CLASSES))
+    eff = scratch[0]
     effective_route_weights(s, eff)
     total_weight = ready_replicas * REPLICA_WEIGHT
     for i in range(N_NODES):
@@ -230,8 +232,8 @@ def step_cluster(p, s, action):
     if not db_up:
         db_capacity = 0.0
     mu = p.worker_capacity_rps
-    gc_pressure = np.zeros(N_NODES)
-    desired = np.zeros(N_CLASSES)
+    gc_pressure = scratch[1]
+    desired = scratch[2]
     demand = 0.0
     for i in range(FIRST_WORKER, N_NODES):
         if is_serving(s, i) and s.zombie[i] == 0:
@@ -254,9 +256,9 @@ def step_cluster(p, s, action):
     s.io_wait = db_io_wait(db_util, contention)
 
     # --- serving, queues, CPU ---------------------------------------------------------------
-    share = np.zeros(N_CLASSES)
-    wait_ms = np.zeros(N_CLASSES)
-    mean_ms = np.zeros(N_CLASSES)
+    share = scratch[3]
+    wait_ms = scratch[4]
+    mean_ms = scratch[5]
     db_ms = db_response_ms(db_util, s.io_wait)
     in_flight = 0.0
     for i in range(FIRST_WORKER, N_NODES):

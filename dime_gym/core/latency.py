@@ -4,8 +4,8 @@ Worker ``k`` serves a share ``w_k`` of requests; a request there waits ``wait_k`
 queue, then takes an exponential time of mean ``mean_k`` ms (M/M/1-style service stretched
 by ``1 / (1 - rho)``). A zombie's requests hang until the client timeout: a point mass,
 encoded as ``mean_k == 0`` with ``wait_k`` = the timeout. The cluster p99 is the 0.99
-quantile of this mixture, found by bisection, so one hot or broken worker drives the tail
-while the mean looks fine.
+quantile of this mixture, reported on a fixed 2**-20 grid of the latency cap, so one hot or
+broken worker drives the tail while the mean looks fine.
 """
 
 from __future__ import annotations
@@ -49,20 +49,79 @@ def mixture_tail(x_ms, share, wait_ms, mean_ms, n):
     return total
 
 
+# The quantile is reported on a fixed grid of LATENCY_CAP_MS / 2**20 (~0.0095 ms): every grid
+# point is exact in binary, so the answer does not depend on how the grid is searched.
+QUANTILE_GRID_POINTS = 1 << 20
+QUANTILE_STEP_MS = LATENCY_CAP_MS / QUANTILE_GRID_POINTS
+NEWTON_PROPOSALS = 6  # then plain bisection, so the search stays O(log) on any input
+
+
+@kernel
+def _tail_and_slope(x_ms, share, wait_ms, mean_ms, n):
+    """``(P(latency > x), -dP/dx)`` of the mixture; the tail is summed exactly as
+    ``mixture_tail`` sums it, so comparisons with it decide the same way."""
+    tail = 0.0
+    slope = 0.0
+    for k in range(n):
+        if share[k] > 0.0:
+            c = share[k] * class_tail(x_ms, wait_ms[k], mean_ms[k])
+            tail += c
+            if x_ms >= wait_ms[k] and mean_ms[k] > 0.0:
+                slope += c / mean_ms[k]
+    return tail, slope
+
+
 @kernel
 def mixture_quantile(q, share, wait_ms, mean_ms, n):
-    """The ``q`` quantile of the mixture (bisection to 0.01 ms), capped at LATENCY_CAP_MS."""
+    """The ``q`` quantile of the mixture on the ``QUANTILE_STEP_MS`` grid: the smallest grid
+    point ``x >= QUANTILE_STEP_MS`` with ``P(latency > x) <= 1 - q``, or ``LATENCY_CAP_MS``
+    when even the cap's tail is above ``1 - q``.
+
+    This is exactly what bisecting ``[0, LATENCY_CAP_MS]`` down to 0.01 ms returns (20 halvings
+    land on this grid), because the tail is monotone. The search keeps a bracket
+    ``(lo, hi]`` of grid indices (tail above the target at ``lo``, not at ``hi``) and proposes
+    the next point by Newton's method on the log tail (nearly linear for a mixture of
+    exponentials), starting from an upper bound: about 3.5 tail evaluations instead of 21.
+    """
     target = 1.0 - q
-    if mixture_tail(LATENCY_CAP_MS, share, wait_ms, mean_ms, n) > target:
-        return LATENCY_CAP_MS
-    lo = 0.0
-    hi = LATENCY_CAP_MS
-    for _ in range(48):
-        mid = 0.5 * (lo + hi)
-        if mixture_tail(mid, share, wait_ms, mean_ms, n) > target:
-            lo = mid
+    top = QUANTILE_GRID_POINTS
+    # start at an upper bound of the answer: past every class's own 1 - q point the tail is
+    # at most the target (one log per call, none per class)
+    log_inverse_target = math.log(1.0 / target)
+    x0 = 0.0
+    for k in range(n):
+        if share[k] > 0.0:
+            x0 = max(x0, wait_ms[k] + mean_ms[k] * log_inverse_target if mean_ms[k] > 0.0 else wait_ms[k])
+    guess = x0 / QUANTILE_STEP_MS
+    j = 1 if not guess >= 1.0 else (top if guess >= top else int(math.ceil(guess)))
+    lo = 0  # index 0 counts as above the target, as in the bisection
+    hi = top + 1  # not yet known
+    gallop = 1
+    proposals = 0
+    while True:
+        tail, slope = _tail_and_slope(j * QUANTILE_STEP_MS, share, wait_ms, mean_ms, n)
+        if tail > target:
+            lo = j
+            if lo == top:
+                return LATENCY_CAP_MS
         else:
-            hi = mid
-        if hi - lo < 0.01:
-            break
-    return hi
+            hi = j
+        if hi - lo <= 1:
+            return hi * QUANTILE_STEP_MS
+        nxt = -1
+        if proposals < NEWTON_PROPOSALS and tail > 0.0 and slope > 0.0:
+            proposals += 1
+            g = (j * QUANTILE_STEP_MS + math.log(tail / target) * tail / slope) / QUANTILE_STEP_MS
+            if g <= lo:
+                nxt = lo + 1
+            elif g >= hi - 1:
+                nxt = hi - 1
+            elif g == g:
+                nxt = int(math.ceil(g))
+        if nxt < 0:
+            if hi > top:  # no upper end yet: gallop up from lo
+                nxt = min(top, lo + gallop)
+                gallop *= 2
+            else:
+                nxt = (lo + hi) // 2
+        j = min(top, max(lo + 1, nxt))

@@ -11,6 +11,7 @@ import typing
 
 import numpy as np
 
+from dime_gym.core._jit import kernel
 from dime_gym.core.params import (
     CPU_BACKGROUND,
     DB_REPLICATION_CAPACITY_LOSS,
@@ -19,6 +20,7 @@ from dime_gym.core.params import (
     MEM_BASELINE,
     MEM_DB_BASELINE,
     default_params,
+    record_from_bytes,
     validate_params,
 )
 from dime_gym.core.latency import db_io_wait, db_response_ms
@@ -68,13 +70,10 @@ class Episode:
     facts: dict
 
 
-def healthy_state(p: np.ndarray, seed: int) -> np.ndarray:
-    """A ``STATE_DTYPE`` record at the healthy design point, RNG streams seeded from ``seed``."""
+def _build_healthy_state_template() -> np.ndarray:
     s = np.zeros((), dtype=STATE_DTYPE)
-    s["rng"] = seed_streams(seed)
     s["route_weight"][FIRST_WORKER:] = 1.0
     s["throttle_rate"] = 1.0
-    s["cloud_credits"] = p["initial_cloud_credits"]
     s["error_budget"] = ERROR_BUDGET_MAX
     s["db_pool_free"] = 1.0
     s["mem"][DB] = MEM_DB_BASELINE + 0.1
@@ -82,21 +81,50 @@ def healthy_state(p: np.ndarray, seed: int) -> np.ndarray:
     return s
 
 
+_HEALTHY_STATE_BYTES = _build_healthy_state_template().tobytes()
+
+
+def healthy_state(p: np.ndarray, seed: int) -> np.ndarray:
+    """A ``STATE_DTYPE`` record at the healthy design point, RNG streams seeded from ``seed``."""
+    s = record_from_bytes(_HEALTHY_STATE_BYTES, STATE_DTYPE)
+    s["rng"] = seed_streams(seed)
+    s["cloud_credits"] = p["initial_cloud_credits"]
+    return s
+
+
+_LOG_100 = float(np.log(100.0))  # p99 / mean of an exponential
+
+
+@kernel
+def _settle_observables_kernel(params, states):
+    """Fill the reset observation's CPU, rate and latency of ``states[0]`` from the step-0
+    load of ``params[0]`` (no queues): what the cluster shows before the first step."""
+    p = params[0]
+    s = states[0]
+    offered = p.base_rate_rps * p.load_profile[0]
+    weight_sum = 0.0
+    for i in range(FIRST_WORKER, N_NODES):
+        weight_sum += s.route_weight[i]
+    rho_max = -np.inf
+    for i in range(FIRST_WORKER, N_NODES):
+        rho = min(1.0, offered * s.route_weight[i] / weight_sum / p.worker_capacity_rps)
+        rho_max = max(rho_max, rho)
+        s.cpu[i] = CPU_BACKGROUND + (1 - CPU_BACKGROUND) * rho
+    db_util = min(1.0, offered / p.db_capacity_rps * (1 + DB_REPLICATION_CAPACITY_LOSS * p.replication_io))
+    s.cpu[DB] = CPU_BACKGROUND + (1 - CPU_BACKGROUND) * db_util
+    s.db_util = db_util
+    s.io_wait = db_io_wait(db_util, p.replication_io)
+    s.offered_rps = offered
+    s.admitted_rps = offered
+    mean_ms = WORKER_SERVICE_MS / (1 - min(rho_max, UTIL_CEILING)) + db_response_ms(db_util, s.io_wait)
+    s.latency_mean_ms = mean_ms
+    s.latency_p99_ms = mean_ms * _LOG_100
+
+
+
 def _settle_observables(p: np.ndarray, s: np.ndarray) -> None:
-    """Fill the reset observation's CPU, rate and latency from the step-0 load (no queues)."""
-    offered = float(p["base_rate_rps"] * p["load_profile"][0])
-    weights = s["route_weight"][FIRST_WORKER:]
-    share = offered * weights / weights.sum()
-    rho = np.minimum(1.0, share / p["worker_capacity_rps"])
-    s["cpu"][FIRST_WORKER:] = CPU_BACKGROUND + (1 - CPU_BACKGROUND) * rho
-    db_util = min(1.0, offered / p["db_capacity_rps"] * (1 + DB_REPLICATION_CAPACITY_LOSS * p["replication_io"]))
-    s["cpu"][DB] = CPU_BACKGROUND + (1 - CPU_BACKGROUND) * db_util
-    s["db_util"] = db_util
-    s["io_wait"] = db_io_wait(db_util, float(p["replication_io"]))
-    s["offered_rps"] = s["admitted_rps"] = offered
-    mean_ms = WORKER_SERVICE_MS / (1 - min(float(rho.max()), UTIL_CEILING)) + db_response_ms(db_util, float(s["io_wait"]))
-    s["latency_mean_ms"] = mean_ms
-    s["latency_p99_ms"] = mean_ms * np.log(100.0)
+    """Fill the reset observation of 0-d record ``s`` from the step-0 load of ``p``."""
+    _settle_observables_kernel(p.reshape(1), s.reshape(1))
 
 
 def build_episode(task_id: str, seed: int, **options) -> Episode:

@@ -208,8 +208,10 @@ class VLLMBackend:
         s = self.sampling
         params = [self.vllm.SamplingParams(temperature=s.temperature, top_p=s.top_p, top_k=s.top_k or -1, min_p=s.min_p,
                                            max_tokens=s.max_new_tokens, seed=seed) for seed in seeds]
-        outputs = self.llm.generate(render_prompts(self.tokenizer, prompts, s.enable_thinking), params, use_tqdm=False,
-                                    lora_request=self.lora_request)
+        texts = render_prompts(self.tokenizer, prompts, s.enable_thinking)
+        # token ids, not text: the template already holds any BOS, so nothing is added twice
+        ids = [{"prompt_token_ids": self.tokenizer(t, add_special_tokens=False)["input_ids"]} for t in texts]
+        outputs = self.llm.generate(ids, params, use_tqdm=False, lora_request=self.lora_request)
         return [Generation(o.outputs[0].text, None, len(o.outputs[0].token_ids), o.outputs[0].finish_reason) for o in outputs]
 
 

@@ -17,10 +17,6 @@
 from __future__ import annotations
 
 import argparse
-import datetime
-import json
-import pathlib
-import platform
 import sys
 from collections.abc import Sequence
 
@@ -29,7 +25,7 @@ DEFAULT_POLICIES = "noop,random,threshold,oracle"
 
 
 def make_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="dime-eval", description=__doc__.split("\n\n")[0],
+    parser = argparse.ArgumentParser(prog="dime-eval", description=__doc__.split("\n\n")[0].replace("``", ""),
                                      epilog=__doc__.split("\n\n", 1)[1], formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command")
     run = sub.add_parser("run", help="evaluate policies (the default subcommand)")
@@ -111,27 +107,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     except commands.UsageError as exc:
         print(f"dime-eval: error: {exc}", file=sys.stderr)
         return 2
-
-
-def run_header(agent, split: str, seeds: Sequence[int], tasks: Sequence[str], max_steps, system_prompt, record_steps) -> dict:
-    """The first line of a results file; ``protocol`` is what ``--resume`` insists on."""
-    import dime_gym
-    from dime_trainer.evaluation.results import RESULTS_FORMAT
-    from dime_trainer.evaluation.summary import prompt_digest
-
-    protocol = dict(agent.protocol, kind=agent.kind, max_steps=max_steps, dime_version=dime_gym.__version__,
-                    system_prompt_sha256=prompt_digest(system_prompt) if agent.is_text else None)
-    return {
-        "type": "run", "format": RESULTS_FORMAT, "name": agent.name, "policy": agent.spec,
-        "protocol": json.loads(json.dumps(protocol)), "backend": agent.describe, "system_prompt": system_prompt if agent.is_text else None,
-        "record_steps": record_steps, "split": split, "seeds": list(seeds), "tasks": list(tasks),
-        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "python": platform.python_version(), "platform": platform.platform(),
-    }
-
-
-def default_out_dir() -> pathlib.Path:
-    return pathlib.Path("runs") / "dime-eval" / datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
 
 
 if __name__ == "__main__":

@@ -5,13 +5,17 @@ cluster did (reward and its seven components, the grader's running score, true n
 memory, which nodes were down, p99, offered / served / good traffic, throttle). For language
 models it also keeps the raw answer, the parse outcome and the generation length.
 
-**Success.** An episode succeeds when the SLO was kept through the incident: the database
-never went down (availability 1.0), at least 80 % of the offered requests were served within
-the SLO latency (goodput >= 0.8), and p99 met the SLO in at least 80 % of the steps (SLO
-attainment >= 0.8). All three are the grader's own tallies (``grade_components``), fixed
-thresholds, the same for every task. (Doing nothing succeeds on about 1 % of episodes, the
-triage oracle on about a third; the fault of ``flash_crowd`` exceeds what any agent can serve
-at 80 %, so nothing succeeds there.)
+**Success.** An episode succeeds when the SLO was kept through the incident at a sane cost:
+the database never went down (availability 1.0), at least 80 % of the offered requests were
+served within the SLO latency (goodput >= 0.8), p99 met the SLO in at least 80 % of the steps
+(SLO attainment >= 0.8), and the actions cost at most half the grader's friction allowance
+(resource cost <= 0.5, which spamming scale-ups or restarts exceeds). All four are the
+grader's own tallies (``grade_components``), with fixed thresholds, the same for every task.
+On the public split doing nothing succeeds in 1-2 % of episodes, the threshold baseline in 29 %,
+the triage oracle in 34 % and the scripted reference solution in about half. Neither of the
+last two ever succeeds on cascading_failure, flash_crowd, split_brain_io_bottleneck or
+connection_pool_deadlock: headroom for a better agent, or faults that cost more than a fifth
+of the traffic whatever one does.
 """
 
 from __future__ import annotations
@@ -20,10 +24,10 @@ import numpy as np
 
 from dime_gym.core.actions import ACTION_KINDS, UNPARSABLE
 from dime_gym.core.reward import REWARD_COMPONENTS
-from dime_gym.core.state import DB, N_NODES
+from dime_gym.core.state import DB, STATE_DTYPE
 from dime_gym.scenarios.graders import grade_components
 
-SUCCESS_RULE = {"min_db_availability": 1.0, "min_goodput": 0.8, "min_slo_attainment": 0.8}
+SUCCESS_RULE = {"min_db_availability": 1.0, "min_goodput": 0.8, "min_slo_attainment": 0.8, "max_resource_cost": 0.5}
 STATUSES = ("applied", "rejected", "unparsable", "backend_error")
 ACTION_COUNT_KEYS = (*ACTION_KINDS, "unparsable", "backend_error")
 EPISODE_METRICS = (
@@ -31,26 +35,21 @@ EPISODE_METRICS = (
     "slo_attainment", "resource_cost", "invalid_rate", "unparsable_rate", "backend_error_rate", "credits_spent",
 )
 
-_N_COMPONENTS = len(REWARD_COMPONENTS)
-
-
-def is_success(db_availability: float, goodput: float, slo_attainment: float) -> bool:
+def is_success(db_availability: float, goodput: float, slo_attainment: float, resource_cost: float) -> bool:
     """The success rule (see the module docstring)."""
     return (db_availability >= SUCCESS_RULE["min_db_availability"] and goodput >= SUCCESS_RULE["min_goodput"]
-            and slo_attainment >= SUCCESS_RULE["min_slo_attainment"])
+            and slo_attainment >= SUCCESS_RULE["min_slo_attainment"] and resource_cost <= SUCCESS_RULE["max_resource_cost"])
 
 
 class Trace:
-    """Per-step record of one episode, filled as it runs, kept as columns."""
+    """Per-step record of one episode, filled as it runs: the state record after every step
+    (one memory copy each), the action and the running score; columns are cut out at the end."""
 
     def __init__(self, steps: int, text: bool = False):
         self.n = 0
+        self.states = np.zeros(steps, dtype=STATE_DTYPE)
         self.actions = np.zeros((steps, 4), dtype=np.int64)
-        self.scalars = np.zeros((steps, 8))  # reward, score, p99, offered, served, good, throttle, error budget
-        self.components = np.zeros((steps, _N_COMPONENTS))
-        self.cpu = np.zeros((steps, N_NODES))
-        self.mem = np.zeros((steps, N_NODES))
-        self.down = np.zeros((steps, N_NODES), dtype=bool)
+        self.scores = np.zeros(steps)
         self.status: list[str] = []
         self.errors: list[list[str]] = []
         self.text = {"answer": [], "parse_error": [], "rescues": [], "completion_tokens": [], "finish_reason": [],
@@ -59,16 +58,17 @@ class Trace:
     def record(self, action, state, score: float, errors: list[str], status: str) -> None:
         """Append one step: the action applied, the state after it, the running score."""
         t = self.n
+        self.states[t] = state
         self.actions[t] = action
-        self.scalars[t] = (state["reward"], score, state["latency_p99_ms"], state["offered_rps"],
-                           state["served_total_rps"], state["good_rps"], state["throttle_rate"], state["error_budget"])
-        self.components[t] = state["reward_components"]
-        self.cpu[t] = state["cpu"]
-        self.mem[t] = state["mem"]
-        self.down[t] = (state["failed"] != 0) | (state["restart_left"] != 0)
+        self.scores[t] = score
         self.status.append(status)
         self.errors.append(list(errors))
         self.n = t + 1
+
+    @property
+    def recorded(self) -> np.ndarray:
+        """The state records of the steps so far."""
+        return self.states[: self.n]
 
     def record_text(self, answer: str | None, parse_error: str | None, rescues, completion_tokens, finish_reason,
                     backend_error: str | None) -> None:
@@ -90,29 +90,31 @@ class Trace:
         """The trace as JSON-ready columns (floats rounded to what plots and analysis need)."""
         from dime_gym.text.commands import format_action
 
-        n = self.n
+        n, st = self.n, self.recorded
+        actions = self.actions[:n].tolist()
         commands: dict[tuple, str | None] = {}
-        for a in map(tuple, self.actions[:n].tolist()):
+        for a in map(tuple, actions):
             if a not in commands:
                 commands[a] = None if a[0] == UNPARSABLE else format_action(a)
-        sc = self.scalars[:n]
+        down = (st["failed"] != 0) | (st["restart_left"] != 0)
         out = {
-            "action": self.actions[:n].tolist(),
-            "command": [commands[a] for a in map(tuple, self.actions[:n].tolist())],
+            "action": actions,
+            "command": [commands[tuple(a)] for a in actions],
             "status": self.status,
             "errors": self.errors,
-            "reward": np.round(sc[:, 0], 4).tolist(),
-            "score": np.round(sc[:, 1], 4).tolist(),
-            "p99_ms": np.round(sc[:, 2], 1).tolist(),
-            "offered_rps": np.round(sc[:, 3], 2).tolist(),
-            "served_rps": np.round(sc[:, 4], 2).tolist(),
-            "good_rps": np.round(sc[:, 5], 2).tolist(),
-            "throttle": np.round(sc[:, 6], 2).tolist(),
-            "error_budget": np.round(sc[:, 7], 1).tolist(),
-            "reward_components": {name: np.round(self.components[:n, i], 4).tolist() for i, name in enumerate(REWARD_COMPONENTS)},
-            "cpu": np.round(self.cpu[:n], 3).tolist(),
-            "mem": np.round(self.mem[:n], 3).tolist(),
-            "down_nodes": [np.flatnonzero(row).tolist() for row in self.down[:n]],
+            "reward": np.round(st["reward"], 4).tolist(),
+            "score": np.round(self.scores[:n], 4).tolist(),
+            "p99_ms": np.round(st["latency_p99_ms"], 1).tolist(),
+            "offered_rps": np.round(st["offered_rps"], 2).tolist(),
+            "served_rps": np.round(st["served_total_rps"], 2).tolist(),
+            "good_rps": np.round(st["good_rps"], 2).tolist(),
+            "throttle": np.round(st["throttle_rate"], 2).tolist(),
+            "error_budget": np.round(st["error_budget"], 1).tolist(),
+            "reward_components": {name: np.round(st["reward_components"][:, i], 4).tolist()
+                                  for i, name in enumerate(REWARD_COMPONENTS)},
+            "cpu": np.round(st["cpu"], 3).tolist(),
+            "mem": np.round(st["mem"], 3).tolist(),
+            "down_nodes": [np.flatnonzero(row).tolist() for row in down],
         }
         if self.text is not None:
             out.update(self.text)
@@ -124,8 +126,9 @@ def episode_record(task: str, seed: int, trace: Trace, final_state, final_score:
     """The JSON record of a finished episode: identity, metrics, action counts and the trace."""
     steps = int(final_state["step"])
     graded = {k: float(v) for k, v in grade_components(final_state).items()}
-    offered = float(trace.scalars[: trace.n, 3].sum())
-    served = float(trace.scalars[: trace.n, 4].sum())
+    st = trace.recorded
+    offered = float(st["offered_rps"].sum())
+    served = float(st["served_total_rps"].sum())
     counts = trace.action_counts()
     invalid = int(final_state["n_invalid_actions"])
     record = {
@@ -134,8 +137,8 @@ def episode_record(task: str, seed: int, trace: Trace, final_state, final_score:
         "seed": int(seed),
         "steps": steps,
         "score": float(final_score),
-        "return": float(trace.scalars[: trace.n, 0].sum()),
-        "success": is_success(graded["availability"], graded["goodput"], graded["slo_attainment"]),
+        "return": float(st["reward"].sum()),
+        "success": is_success(graded["availability"], graded["goodput"], graded["slo_attainment"], graded["resource_cost"]),
         "goodput": graded["goodput"],
         "served_fraction": served / offered if offered > 0 else 1.0,
         "db_availability": graded["availability"],
@@ -146,7 +149,7 @@ def episode_record(task: str, seed: int, trace: Trace, final_state, final_score:
         "unparsable_rate": counts["unparsable"] / max(1, steps),
         "backend_error_rate": counts["backend_error"] / max(1, steps),
         "credits_spent": float(final_state["credits_spent"]),
-        "db_down_at_end": bool(trace.down[trace.n - 1, DB]) if trace.n else False,
+        "db_down_at_end": bool(st["failed"][-1, DB] or st["restart_left"][-1, DB]) if trace.n else False,
         "actions": counts,
         "wall_s": round(wall_s, 4),
     }

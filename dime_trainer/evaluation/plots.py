@@ -41,7 +41,7 @@ def bars_figure(summaries: Sequence[dict], title: str = "DIME: mean score per ta
     labels = [*tasks, "mean over tasks"]
     x = np.arange(len(labels))
     width = 0.8 / max(1, len(summaries))
-    fig, ax = plt.subplots(figsize=(max(8.0, 0.75 * len(labels) * max(1, len(summaries)) ** 0.5 + 2), 4.8))
+    fig, ax = plt.subplots(figsize=(min(18.0, 6.0 + 0.25 * len(labels) * max(1, len(summaries))), 5.0))
     for i, (name, s) in enumerate(zip(names, summaries, strict=True)):
         means = [s["tasks"][t]["score_mean"] if t in s["tasks"] else np.nan for t in tasks]
         errs = [s["tasks"][t]["score_ci95"] if t in s["tasks"] else 0.0 for t in tasks]
@@ -54,9 +54,9 @@ def bars_figure(summaries: Sequence[dict], title: str = "DIME: mean score per ta
     ax.set_xticklabels(labels, rotation=40, ha="right", fontsize=8)
     ax.set_ylim(0, 1)
     ax.set_ylabel("episode score")
-    ax.set_title(title)
+    ax.set_title(title, pad=28)
     ax.axvline(len(tasks) - 0.5, color="grey", lw=0.8, ls=":")
-    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    ax.legend(fontsize=8, loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=min(4, len(summaries)), frameon=False)
     fig.tight_layout()
     return fig
 
@@ -105,9 +105,17 @@ def timeline_figure(episode: dict):
     return fig
 
 
+_LABELS = {  # short labels of the actions worth naming on the timeline
+    1: lambda a: f"node-{a[1]}",
+    2: lambda a: f"{a[1]}->{a[2]}",
+    4: lambda a: f"{a[3] / 20:.2f}",
+    5: lambda a: f"node-{a[1]}",
+}
+
+
 def _actions_panel(ax, steps, tr) -> None:
     rows = [*ACTION_KINDS[1:], "unparsable", "failed"]
-    for t, action, status, command in zip(steps, tr["action"], tr["status"], tr["command"], strict=True):
+    for t, action, status in zip(steps, tr["action"], tr["status"], strict=True):
         if status == "backend_error":
             row, marker, color = rows.index("failed"), "x", "grey"
         elif action[0] < 0:
@@ -117,9 +125,9 @@ def _actions_panel(ax, steps, tr) -> None:
         else:
             row, marker, color = action[0] - 1, "o", "tab:blue" if status == "applied" else "tab:red"
         ax.plot([t], [row], marker=marker, color=color, ms=6, mfc=color if status == "applied" else "none")
-        if command and status in ("applied", "rejected") and action[0] in (1, 2, 4, 5):
-            ax.annotate(command.replace("kubectl ", "").replace("traffic ", "")[:24], (t, row), fontsize=6,
-                        xytext=(2, 4), textcoords="offset points", rotation=20)
+        if status in ("applied", "rejected") and action[0] in _LABELS:
+            ax.annotate(_LABELS[action[0]](action), (t, row), fontsize=6, xytext=(2, 4), textcoords="offset points",
+                        rotation=30)
     ax.set_yticks(range(len(rows)))
     ax.set_yticklabels(rows, fontsize=8)
     ax.set_ylim(-0.7, len(rows) - 0.3)

@@ -80,10 +80,10 @@ def scores_table(summaries: Sequence[dict]) -> str:
         cells = []
         for s in summaries:
             t = s["tasks"].get(task)
-            cells.append(f"{t['score_mean']:.3f} ± {t['score_ci95']:.3f}" if t else "–")
+            cells.append(f"{_num(t['score_mean'])} ± {_num(t['score_ci95'])}" if t else "–")
         lines.append(f"| {task} | " + " | ".join(cells) + " |")
     overall = [s["overall"] for s in summaries]
-    lines.append("| **mean over tasks** | " + " | ".join(f"**{o['mean_task_score']:.3f}**" for o in overall) + " |")
+    lines.append("| **mean over tasks** | " + " | ".join(f"**{_num(o['mean_task_score'])}**" for o in overall) + " |")
     lines.append("| success rate | " + " | ".join(_pct(o["success_rate"]) for o in overall) + " |")
     lines.append("| **DIME index** | " + " | ".join(
         f"**{o['dime_index']:.1f}** ± {o['dime_index_ci95']:.1f}" if o.get("dime_index") is not None else "– (partial)"

@@ -70,6 +70,14 @@ def _episode_steps(env) -> int:
     return int(env.unwrapped.episode.params["episode_steps"])
 
 
+def _current_state(env):
+    """The env's live state record, read at once and never written (``state_record`` copies
+    the whole record, which costs more than a step)."""
+    env = env.unwrapped
+    states = getattr(env, "_states", None)
+    return states[0] if states is not None else env.state_record
+
+
 def run_array_policy(policy, jobs: Sequence[Job], on_episode: Callable[[dict], None], *, max_steps: int | None = None,
                      record_steps: bool = True, with_oracle: bool = False, progress: Progress | None = None) -> None:
     """Play ``jobs`` with ``policy(obs, info) -> action`` (``reset(seed, episode)`` is called
@@ -90,8 +98,8 @@ def run_array_policy(policy, jobs: Sequence[Job], on_episode: Callable[[dict], N
             action = np.asarray(policy(obs, info), dtype=np.int64)
             obs, _, _, _, info = env.step(action)
             errors = info["action_errors"]
-            trace.record(action, env.state_record, info["score"], errors, "rejected" if errors else "applied")
-        on_episode(episode_record(job.task, job.seed, trace, env.state_record, info["score"],
+            trace.record(action, _current_state(env), info["score"], errors, "rejected" if errors else "applied")
+        on_episode(episode_record(job.task, job.seed, trace, _current_state(env), info["score"],
                                   time.perf_counter() - start, record_steps))
         if progress is not None:
             progress.update(1, limit)
@@ -157,13 +165,13 @@ def run_text_policy(backend, jobs: Sequence[Job], on_episode: Callable[[dict], N
                 status = "unparsable"
             else:
                 status = "rejected" if info["action_errors"] else "applied"
-            x.trace.record(info["action"], x.env.unwrapped.state_record, info["score"], info["action_errors"], status)
+            x.trace.record(info["action"], _current_state(x.env), info["score"], info["action_errors"], status)
             x.trace.record_text(gen.text, None if gen.error else (parsed.error.kind if parsed.error else None),
                                 () if gen.error else (*parsed.rescues, *parsed.notes), gen.completion_tokens,
                                 gen.finish_reason, gen.error)
             x.messages = info["messages"]
             if x.trace.n >= x.limit:
-                on_episode(episode_record(x.job.task, x.job.seed, x.trace, x.env.unwrapped.state_record, info["score"],
+                on_episode(episode_record(x.job.task, x.job.seed, x.trace, _current_state(x.env), info["score"],
                                           time.perf_counter() - x.start, record_steps))
                 idle_envs.append(x.env)
                 if progress is not None:

@@ -1,0 +1,207 @@
+"""Compiled calls that step and observe clusters: one cluster (the single env) or a batch of N
+(the vector env, counterfactual scoring), all through the same ``step_cluster`` and
+``write_observation`` kernels, so the single and batched paths cannot drift.
+
+Batches of at least ``PARALLEL_MIN_BATCH`` clusters run ``prange``-parallel over cores; smaller
+ones run serially (the fork/join overhead would outweigh the work). Both orders give the same
+bits: each cluster's randomness lives in its own state record.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+from numba import prange
+
+from dime_gym.core._jit import kernel, parallel_kernel
+from dime_gym.core.actions import ACTION_NVEC, N_ACTION_KINDS, UNPARSABLE
+from dime_gym.core.dynamics import step_batch_parallel, step_batch_serial, step_cluster
+from dime_gym.core.grading import episode_score
+from dime_gym.core.observe import N_FLAG_OBS, N_NODE_OBS, N_SCALAR_OBS, write_observation
+from dime_gym.core.state import N_NODES, N_REWARD_COMPONENTS
+
+PARALLEL_MIN_BATCH = 64  # clusters; below this a serial loop is as fast (measured, 2 cores)
+
+# What the single-cluster calls return besides the observation: one tuple (returning it is
+# cheaper than filling and reading back an array), indexed by these constants.
+RESULT_STATUS, RESULT_REWARD, RESULT_SCORE, RESULT_ACTION_ERRORS, RESULT_TRUNCATED = 0, 1, 2, 3, 4
+RESULT_COMPONENTS = 5  # first of N_REWARD_COMPONENTS entries
+
+STEPPED = 0
+EPISODE_OVER = -1  # step_single refused: the episode had already ended
+
+
+@kernel
+def invalid_action_field(action, allow_unparsable):
+    """Index of the first field of ``action`` (4,) outside ``MultiDiscrete(ACTION_NVEC)``, or -1;
+    kind ``UNPARSABLE`` counts as valid when ``allow_unparsable``."""
+    kind = action[0]
+    if not (0 <= kind < N_ACTION_KINDS or (allow_unparsable and kind == UNPARSABLE)):
+        return 0
+    for f in range(1, 4):
+        if not 0 <= action[f] < ACTION_NVEC[f]:
+            return f
+    return -1
+
+
+@kernel
+def first_invalid_action(actions, allow_unparsable):
+    """Flat index ``row * 4 + field`` of the first out-of-range entry of ``actions`` (N, 4), or -1."""
+    for b in range(actions.shape[0]):
+        field = invalid_action_field(actions[b], allow_unparsable)
+        if field >= 0:
+            return b * 4 + field
+    return -1
+
+
+# --- one cluster --------------------------------------------------------------------------------
+@kernel
+def _observe_cluster(status, p, s, node_obs, flag_obs, scalar_obs, step_obs):
+    write_observation(s, node_obs, flag_obs, scalar_obs[:, 0], step_obs)
+    c = s.reward_components
+    return (status, s.reward, episode_score(s), s.action_errors, s.step >= p.episode_steps,
+            c[0], c[1], c[2], c[3], c[4], c[5], c[6])
+
+
+@kernel
+def _refused(status):
+    return (status, 0.0, 0.0, 0, False, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0)
+
+
+@kernel
+def step_single(params, states, action, allow_unparsable, node_obs, flag_obs, scalar_obs, step_obs):
+    """Validate ``action``, step cluster 0 and write its observation, in one call.
+
+    Args:
+        params, states: (1,) ``PARAMS_DTYPE`` / ``STATE_DTYPE`` arrays; ``states`` is updated.
+        action: (4,) int64. allow_unparsable: accept kind ``UNPARSABLE``.
+        node_obs (3, 8) float32, flag_obs (2, 8) int8, scalar_obs (8, 1) float32, step_obs (1,)
+            int64: observation buffers (``core.observe`` layout).
+
+    Returns:
+        The tuple ``(status, reward, score, action_errors, truncated, *reward_components)``
+        (``RESULT_*`` indices). ``status`` is ``STEPPED``; ``EPISODE_OVER``; or ``field + 1``
+        for the first out-of-range action field. When refused nothing changed and the other
+        entries are zeros.
+    """
+    field = invalid_action_field(action, allow_unparsable)
+    if field >= 0:
+        return _refused(field + 1)
+    p = params[0]
+    s = states[0]
+    if s.step >= p.episode_steps:
+        return _refused(EPISODE_OVER)
+    step_cluster(p, s, action)
+    return _observe_cluster(STEPPED, p, s, node_obs, flag_obs, scalar_obs, step_obs)
+
+
+@kernel
+def observe_single(params, states, node_obs, flag_obs, scalar_obs, step_obs):
+    """Write cluster 0's observation without stepping (after reset or restore); returns the
+    same tuple as ``step_single`` with status ``STEPPED`` and no reward change."""
+    return _observe_cluster(STEPPED, params[0], states[0], node_obs, flag_obs, scalar_obs, step_obs)
+
+
+# --- a batch of clusters ------------------------------------------------------------------------
+@dataclasses.dataclass
+class BatchOutputs:
+    """Fresh output arrays of one batched call over N clusters (views of them become the
+    batched observation, so a new set is allocated for every call).
+
+    Attributes:
+        node_obs: (3, N, 8) float32; flag_obs: (2, N, 8) int8; scalar_obs: (8, N, 1) float32;
+            step_obs: (N, 1) int64 (``core.observe`` layout, one extra axis for the batch).
+        rewards: (N,) float64, 0 where a cluster was not stepped.
+        truncated: (N,) bool, episode reached its step limit in this call.
+        reward_components: (7, N) float64, one row per component.
+        scores: (N,) float64 grader score so far. action_errors: (N,) int64 ``ERR_*`` bitmask.
+    """
+
+    node_obs: np.ndarray
+    flag_obs: np.ndarray
+    scalar_obs: np.ndarray
+    step_obs: np.ndarray
+    rewards: np.ndarray
+    truncated: np.ndarray
+    reward_components: np.ndarray
+    scores: np.ndarray
+    action_errors: np.ndarray
+
+    @classmethod
+    def allocate(cls, n: int) -> BatchOutputs:
+        return cls(
+            node_obs=np.empty((N_NODE_OBS, n, N_NODES), dtype=np.float32),
+            flag_obs=np.empty((N_FLAG_OBS, n, N_NODES), dtype=np.int8),
+            scalar_obs=np.empty((N_SCALAR_OBS, n, 1), dtype=np.float32),
+            step_obs=np.empty((n, 1), dtype=np.int64),
+            rewards=np.empty(n),
+            truncated=np.empty(n, dtype=np.bool_),
+            reward_components=np.empty((N_REWARD_COMPONENTS, n)),
+            scores=np.empty(n),
+            action_errors=np.empty(n, dtype=np.int64),
+        )
+
+
+@kernel
+def _advance_cluster(b, params, states, actions, stepping, step_limit, node_obs, flag_obs, scalar_obs, step_obs,
+                     rewards, truncated, components, scores, errors):
+    """Step cluster ``b`` if ``stepping[b]``, then write its row of every output."""
+    s = states[b]
+    if stepping[b]:
+        step_cluster(params[b], s, actions[b])
+        rewards[b] = s.reward
+        truncated[b] = s.step >= step_limit[b]
+    else:
+        rewards[b] = 0.0
+        truncated[b] = False
+    write_observation(s, node_obs[:, b, :], flag_obs[:, b, :], scalar_obs[:, b, 0], step_obs[b])
+    for k in range(N_REWARD_COMPONENTS):
+        components[k, b] = s.reward_components[k]
+    scores[b] = episode_score(s)
+    errors[b] = s.action_errors
+
+
+@kernel
+def _advance_serial(params, states, actions, stepping, step_limit, node_obs, flag_obs, scalar_obs, step_obs,
+                    rewards, truncated, components, scores, errors):
+    for b in range(states.shape[0]):
+        _advance_cluster(b, params, states, actions, stepping, step_limit, node_obs, flag_obs, scalar_obs, step_obs,
+                         rewards, truncated, components, scores, errors)
+
+
+@parallel_kernel
+def _advance_parallel(params, states, actions, stepping, step_limit, node_obs, flag_obs, scalar_obs, step_obs,
+                      rewards, truncated, components, scores, errors):
+    for b in prange(states.shape[0]):
+        _advance_cluster(b, params, states, actions, stepping, step_limit, node_obs, flag_obs, scalar_obs, step_obs,
+                         rewards, truncated, components, scores, errors)
+
+
+def use_parallel(n: int, parallel: bool | None) -> bool:
+    """Whether a batch of ``n`` clusters runs ``prange``-parallel (``None``: decide by size)."""
+    return n >= PARALLEL_MIN_BATCH if parallel is None else bool(parallel)
+
+
+def advance_batch(params, states, actions, stepping, step_limit, out: BatchOutputs, parallel: bool | None = None) -> None:
+    """Step the clusters where ``stepping`` is True and observe all of them, in one call.
+
+    Args:
+        params, states: (N,) ``PARAMS_DTYPE`` / ``STATE_DTYPE``; ``states`` is updated in place.
+        actions: (N, 4) int64, C-contiguous, already range-checked (``UNPARSABLE`` allowed).
+        stepping: (N,) bool; clusters not stepped are only observed (reward 0, not truncated).
+        step_limit: (N,) int64 step at which each episode is truncated.
+        out: where the results go (``BatchOutputs.allocate(N)``).
+        parallel: force the ``prange`` (True) or serial (False) kernel; ``None`` decides by N.
+    """
+    run = _advance_parallel if use_parallel(states.shape[0], parallel) else _advance_serial
+    run(params, states, actions, stepping, step_limit, out.node_obs, out.flag_obs, out.scalar_obs, out.step_obs,
+        out.rewards, out.truncated, out.reward_components, out.scores, out.action_errors)
+
+
+def step_batch(params, states, actions, parallel: bool | None = None) -> None:
+    """Step every cluster of a batch with its own action, in place (no observation): serial
+    below ``PARALLEL_MIN_BATCH`` clusters, ``prange`` from there (or as ``parallel`` forces).
+    ``actions`` is (N, 4) int64, already range-checked."""
+    run = step_batch_parallel if use_parallel(states.shape[0], parallel) else step_batch_serial
+    run(params, states, actions)

@@ -1,0 +1,327 @@
+"""``DimeVectorEnv``: N DIME clusters stepped by one compiled call per ``step``.
+
+Registered as the ``vector_entry_point`` of ``DIME-v0``::
+
+    envs = gym.make_vec("DIME-v0", num_envs=1024, vectorization_mode="vector_entry_point",
+                        task=["retry_storm", "zombie_node"] * 512)
+
+Sub-env ``i`` follows exactly the trajectory of ``DimeEnv`` with the same task, seed and
+actions (the same kernels; tests compare it with Gymnasium's ``SyncVectorEnv`` bit for bit).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+from gymnasium import spaces
+from gymnasium.utils import seeding
+from gymnasium.vector import AutoresetMode, VectorEnv
+from gymnasium.vector.utils import batch_space
+
+from dime_gym.core.actions import ACTION_NVEC
+from dime_gym.core.batch import BatchOutputs, advance_batch
+from dime_gym.core.reward import REWARD_COMPONENTS
+from dime_gym.core.state import MAX_EPISODE_STEPS, empty_batch
+from dime_gym.env import render_ansi, validate_action_batch
+from dime_gym.observation import observation_space
+from dime_gym.observation_buffers import observation_from_buffers
+from dime_gym.scenarios import DEFAULT_TASK, build_episode, get_task
+from dime_gym.snapshot import decode_snapshot, encode_snapshot
+
+SUPPORTED_AUTORESET_MODES = (AutoresetMode.NEXT_STEP, AutoresetMode.DISABLED)
+
+
+def parse_autoreset_mode(mode: AutoresetMode | str) -> AutoresetMode:
+    """An ``AutoresetMode`` from itself, its value (``"NextStep"``) or its name (``"NEXT_STEP"``),
+    in any case."""
+    if isinstance(mode, AutoresetMode):
+        return mode
+    key = str(mode).replace("_", "").lower()
+    for candidate in AutoresetMode:
+        if key in (candidate.value.lower(), candidate.name.replace("_", "").lower()):
+            return candidate
+    raise ValueError(f"unknown autoreset_mode {mode!r}; valid: {[m.value for m in SUPPORTED_AUTORESET_MODES]}")
+
+
+class DimeVectorEnv(VectorEnv):
+    """A batch of DIME clusters, each with its own task, seed and action, stepped together.
+
+    ## Spaces
+    ``single_observation_space`` / ``single_action_space`` are ``DimeEnv``'s; the batched
+    ``observation_space`` is a ``Dict`` of ``(num_envs, 8)`` and ``(num_envs, 1)`` boxes and the
+    batched ``action_space`` a ``Box(int64, (num_envs, 4))``. Action rows may also use kind
+    ``-1`` (``UNPARSABLE``: an agent answer with no valid command, a charged no-op).
+
+    ## Step
+    ``step(actions)`` returns ``(obs, rewards, terminations, truncations, infos)``: the Dict
+    observation of fresh ``(num_envs, ...)`` arrays; float64 rewards; ``terminations`` always
+    False (DIME has no terminal state); ``truncations`` True where an episode reached its length
+    (or ``max_episode_steps``). ``infos`` holds arrays over sub-envs, each with Gymnasium's
+    ``_key`` mask: ``reward_components`` (a dict of seven float64 arrays), ``score`` (grader
+    score so far), ``action_errors`` (int64 ``ERR_*`` bitmask; ``dime_gym.core.actions.
+    describe_errors`` turns one into messages) and ``task``. There is no triage oracle in
+    vector infos (it is per-observation Python; call ``dime_gym.oracle.triage`` when needed).
+
+    ## Autoreset
+    ``metadata["autoreset_mode"]`` is ``AutoresetMode.NEXT_STEP`` (Gymnasium's default): the
+    ``step`` after a sub-env was truncated resets it instead of stepping it (its action is
+    ignored, reward 0, flags False, the new episode's first observation). With
+    ``autoreset_mode=AutoresetMode.DISABLED`` nothing resets by itself: reset finished sub-envs
+    with ``reset(options={"reset_mask": mask})``; stepping one before that raises.
+
+    ## Reset and seeding
+    ``reset(seed=s)`` seeds sub-env ``i`` with ``s + i`` (a list gives one seed each), like
+    ``SyncVectorEnv``; each sub-env keeps its own generator for later episodes.
+    ``options={"reset_mask": bool array}`` resets only those sub-envs; ``options={"task": ...}``
+    (one id or one per sub-env) switches tasks for the sub-envs being reset.
+
+    ## Snapshots
+    ``snapshot(i)`` is sub-env ``i``'s episode as bytes (``dime_gym.snapshot``);
+    ``restore(snapshot, indices)`` loads one snapshot into any set of sub-envs in one call.
+
+    ## Arguments
+    ``num_envs``; ``task``: one id or a sequence of ``num_envs`` ids (mixed tasks);
+    ``max_episode_steps`` (truncate earlier than the task's length); ``render_mode``
+    (``"ansi"``: ``render()`` returns one text picture per sub-env); ``trace_path`` (for
+    ``level_5_alibaba_trace`` sub-envs); ``autoreset_mode``; ``parallel`` (``None``: use all
+    cores from ``core.batch.PARALLEL_MIN_BATCH`` sub-envs; True/False to force);
+    ``with_oracle`` (accepted as False for signature parity with ``DimeEnv``).
+    """
+
+    metadata = {"render_modes": ["ansi"], "autoreset_mode": AutoresetMode.NEXT_STEP}
+
+    def __init__(
+        self,
+        num_envs: int = 1,
+        task: str | Sequence[str] = DEFAULT_TASK,
+        max_episode_steps: int | None = None,
+        render_mode: str | None = None,
+        trace_path: str | None = None,
+        autoreset_mode: AutoresetMode | str = AutoresetMode.NEXT_STEP,
+        parallel: bool | None = None,
+        with_oracle: bool = False,
+    ):
+        if with_oracle:
+            raise ValueError("DimeVectorEnv infos carry no triage oracle (it is per-observation Python); "
+                             "call dime_gym.oracle.triage on a sub-env's observation instead")
+        if not isinstance(num_envs, (int, np.integer)) or num_envs < 1:
+            raise ValueError(f"num_envs must be a positive integer, got {num_envs!r}")
+        if render_mode is not None and render_mode not in self.metadata["render_modes"]:
+            raise ValueError(f"render_mode {render_mode!r} is not supported; valid: None, 'ansi'")
+        if max_episode_steps is not None and not 1 <= int(max_episode_steps):
+            raise ValueError(f"max_episode_steps must be >= 1, got {max_episode_steps!r}")
+        mode = parse_autoreset_mode(autoreset_mode)
+        if mode not in SUPPORTED_AUTORESET_MODES:
+            raise ValueError(f"autoreset_mode {mode} is not supported; valid: {[m.value for m in SUPPORTED_AUTORESET_MODES]}")
+        self.num_envs = int(num_envs)
+        self.render_mode = render_mode
+        self.max_episode_steps = MAX_EPISODE_STEPS if max_episode_steps is None else int(max_episode_steps)
+        self.autoreset_mode = mode
+        self.metadata = {**type(self).metadata, "autoreset_mode": mode}
+        self.parallel = parallel
+        self._task_ids = self._expand_tasks(task)
+        self._task_array = np.array(self._task_ids, dtype=object)  # infos["task"], kept in step
+        self._trace_options = {"trace_path": trace_path} if trace_path is not None else {}
+        if trace_path is not None and not any("trace_path" in get_task(t).options for t in self._task_ids):
+            raise ValueError("trace_path is only valid when a sub-env runs level_5_alibaba_trace")
+
+        self.single_observation_space = observation_space()
+        self.single_action_space = spaces.MultiDiscrete(ACTION_NVEC)
+        self.observation_space = batch_space(self.single_observation_space, self.num_envs)
+        self.action_space = batch_space(self.single_action_space, self.num_envs)
+
+        n = self.num_envs
+        self._params, self._states = empty_batch(n)
+        self._step_limit = np.zeros(n, dtype=np.int64)
+        self._env_rngs: list[np.random.Generator | None] = [None] * n
+        self._facts: list[dict] = [{} for _ in range(n)]
+        self._pending_reset = np.zeros(n, dtype=np.bool_)  # NEXT_STEP: reset on the next step
+        self._ended = np.zeros(n, dtype=np.bool_)  # DISABLED: must be reset before stepping
+        self._all_stepping = np.ones(n, dtype=np.bool_)
+        self._has_reset = False
+
+    # -- Gymnasium API ----------------------------------------------------------------------------
+    def reset(self, *, seed: int | Sequence[int | None] | None = None, options: dict | None = None):
+        n = self.num_envs
+        if seed is None or isinstance(seed, (int, np.integer)):
+            super().reset(seed=None if seed is None else int(seed))
+            seeds = [None] * n if seed is None else [int(seed) + i for i in range(n)]
+        else:
+            seeds = list(seed)
+            if len(seeds) != n:
+                raise ValueError(f"seed must be an int, None or a list of {n} seeds, got {len(seeds)} seeds")
+        options = dict(options or {})
+        mask = options.pop("reset_mask", None)
+        new_tasks = options.pop("task", None)
+        if options:
+            raise ValueError(f"unknown reset option(s) {sorted(options)}; valid: 'reset_mask', 'task'")
+        if mask is None:
+            mask = np.ones(n, dtype=np.bool_)
+        else:
+            mask = np.asarray(mask)
+            if mask.shape != (n,) or mask.dtype != np.bool_:
+                raise ValueError(f"options['reset_mask'] must be a bool array of shape ({n},), got {mask.dtype} {mask.shape}")
+            if not self._has_reset and not mask.all():
+                raise ValueError("the first reset must reset every sub-env (no reset_mask, or an all-True one)")
+        if new_tasks is not None:
+            expanded = self._expand_tasks(new_tasks)
+            for b in np.flatnonzero(mask):
+                self._task_ids[b] = expanded[b]
+            self._task_array = np.array(self._task_ids, dtype=object)
+        for b in np.flatnonzero(mask):
+            self._reset_env(int(b), seeds[b])
+        self._pending_reset[mask] = False
+        self._ended[mask] = False
+        self._has_reset = True
+        out = BatchOutputs.allocate(n)
+        advance_batch(self._params, self._states, np.zeros((n, 4), dtype=np.int64), ~self._all_stepping,
+                      self._step_limit, out, self.parallel)
+        return self._observation(out), self._infos(out, mask)
+
+    def step(self, actions):
+        if not self._has_reset:
+            raise RuntimeError("call reset() before step()")
+        n = self.num_envs
+        a = validate_action_batch(actions, n)
+        if self.autoreset_mode == AutoresetMode.NEXT_STEP:
+            resetting = self._pending_reset
+            for b in np.flatnonzero(resetting):
+                self._reset_env(int(b), None)
+            stepping = ~resetting
+        else:
+            if self._ended.any():
+                ended = np.flatnonzero(self._ended)
+                raise RuntimeError(f"sub-envs {ended[:10].tolist()}{' ...' if len(ended) > 10 else ''} have ended; "
+                                   "reset them first with reset(options={'reset_mask': mask})")
+            stepping = self._all_stepping
+        out = BatchOutputs.allocate(n)
+        advance_batch(self._params, self._states, a, stepping, self._step_limit, out, self.parallel)
+        truncations = out.truncated
+        if self.autoreset_mode == AutoresetMode.NEXT_STEP:
+            self._pending_reset = truncations.copy()
+        else:
+            self._ended = truncations.copy()
+        terminations = np.zeros(n, dtype=np.bool_)
+        return self._observation(out), out.rewards, terminations, truncations, self._infos(out, self._all_stepping)
+
+    def render(self) -> tuple[str, ...] | None:
+        """One ANSI picture per sub-env (``render_mode="ansi"``), else ``None``."""
+        if self.render_mode != "ansi" or not self._has_reset:
+            return None
+        return tuple(render_ansi(self._states[b], self._task_ids[b]) for b in range(self.num_envs))
+
+    # -- snapshots ---------------------------------------------------------------------------------
+    def snapshot(self, index: int) -> bytes:
+        """Sub-env ``index``'s current episode as snapshot bytes (``dime_gym.snapshot``)."""
+        if not self._has_reset:
+            raise RuntimeError("call reset() before snapshot()")
+        b = self._index(index)
+        return encode_snapshot(self._task_ids[b], self._params[b], self._states[b], self._facts[b])
+
+    def restore(self, snapshot: bytes, indices=None):
+        """Load one snapshot into the sub-envs ``indices`` (an int, a sequence, a bool mask or
+        ``None`` for all), in one call; each then continues exactly as the snapshotted episode
+        would (sub-envs restored from one snapshot share its random stream).
+
+        Returns:
+            ``(obs, infos)`` of the whole batch, the ``_key`` masks marking the restored sub-envs.
+
+        Raises:
+            ValueError: a truncated, corrupted or incompatible snapshot (nothing changes).
+        """
+        contents = decode_snapshot(snapshot)
+        n = self.num_envs
+        mask = np.zeros(n, dtype=np.bool_)
+        if indices is None:
+            mask[:] = True
+        else:
+            index_array = np.asarray(indices)
+            if index_array.dtype == np.bool_:
+                if index_array.shape != (n,):
+                    raise ValueError(f"a boolean indices mask must have shape ({n},), got {index_array.shape}")
+                mask = index_array.copy()
+            else:
+                for i in np.atleast_1d(index_array).tolist():
+                    mask[self._index(i)] = True
+        rows = np.flatnonzero(mask)
+        self._params[rows] = contents.params
+        self._states[rows] = contents.state
+        limit = min(int(contents.params["episode_steps"]), self.max_episode_steps)
+        self._step_limit[rows] = limit
+        for b in rows.tolist():
+            self._task_ids[b] = contents.task
+            self._facts[b] = dict(contents.facts)
+        self._task_array[rows] = contents.task
+        over = int(contents.state["step"]) >= limit
+        self._pending_reset[rows] = over and self.autoreset_mode == AutoresetMode.NEXT_STEP
+        self._ended[rows] = over and self.autoreset_mode == AutoresetMode.DISABLED
+        if not self._has_reset:  # sub-envs not restored still need a first reset
+            self._ended[~mask] = True
+            self._pending_reset[~mask] = self.autoreset_mode == AutoresetMode.NEXT_STEP
+            self._has_reset = True
+        out = BatchOutputs.allocate(n)
+        advance_batch(self._params, self._states, np.zeros((n, 4), dtype=np.int64), ~self._all_stepping,
+                      self._step_limit, out, self.parallel)
+        return self._observation(out), self._infos(out, mask)
+
+    # -- read-only views for analysis --------------------------------------------------------------
+    @property
+    def tasks(self) -> tuple[str, ...]:
+        """The task id of every sub-env."""
+        return tuple(self._task_ids)
+
+    @property
+    def state_records(self) -> np.ndarray:
+        """A copy of the (num_envs,) ``STATE_DTYPE`` records."""
+        return self._states.copy()
+
+    @property
+    def facts(self) -> tuple[dict, ...]:
+        """Each sub-env's episode facts (fault step, faulty node, ...)."""
+        return tuple(dict(f) for f in self._facts)
+
+    # -- helpers -----------------------------------------------------------------------------------
+    def _expand_tasks(self, task) -> list[str]:
+        if isinstance(task, str):
+            get_task(task)
+            return [task] * self.num_envs
+        tasks = list(task)
+        if len(tasks) != self.num_envs:
+            raise ValueError(f"task must be one id or {self.num_envs} ids (one per sub-env), got {len(tasks)}")
+        for t in set(tasks):
+            get_task(t)
+        return tasks
+
+    def _index(self, index) -> int:
+        b = int(index)
+        if not -self.num_envs <= b < self.num_envs:
+            raise IndexError(f"sub-env index {index} out of range for {self.num_envs} sub-envs")
+        return b % self.num_envs
+
+    def _reset_env(self, b: int, seed: int | None) -> None:
+        """Start a new episode in sub-env ``b`` exactly as ``DimeEnv.reset(seed=seed)`` would."""
+        if seed is not None or self._env_rngs[b] is None:
+            self._env_rngs[b] = seeding.np_random(seed)[0]
+        task = self._task_ids[b]
+        options = self._trace_options if "trace_path" in get_task(task).options else {}
+        episode = build_episode(task, int(self._env_rngs[b].integers(0, 2**63 - 1)), **options)
+        self._params[b] = episode.params
+        self._states[b] = episode.state
+        self._facts[b] = episode.facts
+        self._step_limit[b] = min(int(episode.params["episode_steps"]), self.max_episode_steps)
+
+    def _observation(self, out: BatchOutputs) -> dict[str, np.ndarray]:
+        return observation_from_buffers(out.node_obs, out.flag_obs, out.scalar_obs, out.step_obs)
+
+    def _infos(self, out: BatchOutputs, mask: np.ndarray) -> dict:
+        return {
+            "reward_components": dict(zip(REWARD_COMPONENTS, out.reward_components)),
+            "_reward_components": mask.copy(),
+            "score": out.scores,
+            "_score": mask.copy(),
+            "action_errors": out.action_errors,
+            "_action_errors": mask.copy(),
+            "task": self._task_array.copy(),
+            "_task": mask.copy(),
+        }

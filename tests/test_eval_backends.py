@@ -1,0 +1,261 @@
+"""dime-eval's language-model backends: a tiny Qwen3 through Hugging Face on CPU, and an
+OpenAI-compatible endpoint played by a stub server on 127.0.0.1 that answers well, badly,
+with errors and not at all."""
+
+from __future__ import annotations
+
+import http.server
+import importlib.util
+import json
+import threading
+import time
+
+import pytest
+
+from dime_gym.text.prompts import parse_state
+from dime_trainer.evaluation.cli import main
+from dime_trainer.evaluation.results import load_episodes
+
+GOOD = '<reasoning>Rule 10: healthy.</reasoning>\n<action>{"command": "no_op"}</action>'
+
+
+# --- Hugging Face -------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory):
+    pytest.importorskip("transformers")
+    import torch
+
+    torch.set_num_threads(1)
+    from dime_trainer.tiny_model import save_tiny_qwen3
+
+    return save_tiny_qwen3(tmp_path_factory.mktemp("tiny-qwen3"))
+
+
+def test_hf_backend__runs_end_to_end_on_cpu(tiny_model, tmp_path):
+    argv = ["--policy", "hf", "--model", str(tiny_model), "--tasks", "retry_storm,zombie_node", "--seeds", "1",
+            "--max-new-tokens", "6", "--device", "cpu", "--out", str(tmp_path), "--name", "tiny", "--quiet"]
+    assert main(argv) == 0
+    header, episodes = load_episodes(tmp_path / "tiny.jsonl")
+    assert header["protocol"]["sampling"] == {"temperature": 0.6, "top_p": 0.95, "top_k": 20, "min_p": 0.0,
+                                              "max_new_tokens": 6, "enable_thinking": False}
+    assert header["backend"]["backend"] == "hf" and header["system_prompt"].startswith("You are an autonomous SRE agent")
+    assert [(e["task"], e["steps"]) for e in episodes] == [("retry_storm", 40), ("zombie_node", 40)]
+    trace = episodes[0]["trace"]
+    assert len(trace["answer"]) == 40 and all(isinstance(a, str) for a in trace["answer"])
+    assert all(1 <= n <= 6 for n in trace["completion_tokens"])
+    # a random tiny model writes gibberish: unparsable answers are invalid actions, never a crash
+    assert episodes[0]["unparsable_rate"] > 0.5 and episodes[0]["actions"]["unparsable"] == trace["status"].count("unparsable")
+    summary = json.loads((tmp_path / "tiny.summary.json").read_text())
+    assert summary["tasks"]["zombie_node"]["completion_tokens_mean"] <= 6
+
+
+def test_hf_backend__loads_a_lora_adapter_directory(tiny_model, tmp_path):
+    peft = pytest.importorskip("peft")
+    from transformers import AutoModelForCausalLM
+
+    adapter = tmp_path / "adapter"
+    model = AutoModelForCausalLM.from_pretrained(tiny_model)
+    lora = peft.get_peft_model(model, peft.LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"]))
+    lora.save_pretrained(adapter)
+    assert json.loads((adapter / "adapter_config.json").read_text())["base_model_name_or_path"] == str(tiny_model)
+    argv = ["--policy", "hf", "--model", str(adapter), "--tasks", "retry_storm", "--seeds", "1", "--max-steps", "3",
+            "--max-new-tokens", "4", "--temperature", "0", "--out", str(tmp_path / "out"), "--name", "lora", "--quiet"]
+    assert main(argv) == 0
+    header, episodes = load_episodes(tmp_path / "out" / "lora.jsonl")
+    assert header["protocol"]["adapter"] == str(adapter) and header["protocol"]["model"] == str(tiny_model)
+    assert episodes[0]["steps"] == 3
+
+
+@pytest.mark.skipif(importlib.util.find_spec("vllm") is not None, reason="vLLM is installed")
+def test_vllm_backend__without_vllm_is_a_clear_usage_error(tmp_path, capsys):
+    assert main(["--policy", "vllm", "--model", str(tmp_path), "--out", str(tmp_path), "--quiet"]) == 2
+    assert "pip install -e '.[vllm]'" in capsys.readouterr().err
+
+
+# --- OpenAI-compatible endpoint -----------------------------------------------------------------
+class StubEndpoint(http.server.ThreadingHTTPServer):
+    """An OpenAI-compatible chat server whose answer depends on the step in the prompt:
+    step % 5 == 0 a clean answer, 1 prose without a command, 2 an HTTP 500 on the first attempt
+    (then a clean answer), 3 no answer within the client's timeout, 4 thinking + a bare command."""
+
+    daemon_threads = True
+
+    def __init__(self, mode: str = "mixed"):
+        super().__init__(("127.0.0.1", 0), StubHandler)
+        self.mode = mode
+        self.requests: list[dict] = []
+        self.headers_seen: list[dict] = []
+        self.attempts: dict[tuple, int] = {}
+        self.lock = threading.Lock()
+        threading.Thread(target=self.serve_forever, daemon=True).start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}/v1"
+
+
+class StubHandler(http.server.BaseHTTPRequestHandler):
+    def log_message(self, *args):
+        pass
+
+    def reply(self, status: int, body: dict) -> None:
+        data = json.dumps(body).encode()
+        try:
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+
+    def do_GET(self):
+        if self.path.endswith("/models"):
+            if self.server.mode == "bad_key":
+                return self.reply(401, {"error": "invalid key"})
+            return self.reply(200, {"data": [{"id": "stub-model"}]})
+        return self.reply(404, {})
+
+    def do_POST(self):
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        step = parse_state(body["messages"][1]["content"])["step"]
+        key = (body["seed"],)
+        with self.server.lock:
+            self.server.requests.append(body)
+            self.server.headers_seen.append(dict(self.headers))
+            attempt = self.server.attempts[key] = self.server.attempts.get(key, 0) + 1
+        mode = self.server.mode
+        if mode == "down":
+            return self.reply(503, {"error": "overloaded"})
+        if mode == "reject":
+            return self.reply(400, {"error": "unknown field chat_template_kwargs"})
+        kind = step % 5
+        if kind == 2 and attempt == 1:
+            return self.reply(500, {"error": "transient"})
+        if kind == 3:
+            time.sleep(0.6)  # longer than the client's timeout
+            return self.reply(200, {"choices": [{"message": {"content": GOOD}, "finish_reason": "stop"}]})
+        message = {"content": GOOD}
+        if kind == 1:
+            message = {"content": "The cluster looks fine, I would keep watching it."}
+        elif kind == 4:
+            message = {"reasoning_content": "p99 is fine.", "content": "kubectl throttle ingress --rate=0.9"}
+        return self.reply(200, {"choices": [{"message": message, "finish_reason": "stop"}], "usage": {"completion_tokens": 7}})
+
+
+@pytest.fixture
+def endpoint(request):
+    server = StubEndpoint(getattr(request, "param", "mixed"))
+    yield server
+    server.shutdown()
+    server.server_close()
+
+
+def openai_argv(server, out, *extra):
+    return ["--policy", "openai", "--base-url", server.url, "--tasks", "retry_storm", "--seed-list", "0,1",
+            "--max-steps", "10", "--timeout", "0.25", "--retries", "1", "--backoff", "0.01", "--out", str(out),
+            "--name", "stub", "--quiet", *extra]
+
+
+def test_openai_backend__retries_records_failures_and_keeps_going(endpoint, tmp_path, monkeypatch):
+    monkeypatch.setenv("DIME_TEST_KEY", "secret-123")
+    assert main(openai_argv(endpoint, tmp_path, "--api-key-env", "DIME_TEST_KEY", "--temperature", "0.3")) == 0
+    header, episodes = load_episodes(tmp_path / "stub.jsonl")
+    assert header["protocol"]["model"] == "stub-model"  # the only model the endpoint lists
+    assert "secret-123" not in (tmp_path / "stub.jsonl").read_text()
+    assert all(h.get("Authorization") == "Bearer secret-123" for h in endpoint.headers_seen)
+    sent = endpoint.requests[0]
+    assert (sent["temperature"], sent["max_tokens"], sent["chat_template_kwargs"]) == (0.3, 1024, {"enable_thinking": False})
+    for ep in episodes:
+        trace = ep["trace"]
+        assert ep["steps"] == 10
+        assert [s % 5 for s in range(10) if trace["status"][s] == "backend_error"] == [3, 3]
+        assert all("timeout" in trace["backend_error"][s] for s in (3, 8))
+        assert trace["status"][1] == "unparsable" and trace["parse_error"][1] == "no_command"
+        assert trace["status"][2] == "applied" and trace["answer"][2] == GOOD  # served on the retry
+        assert trace["answer"][4].startswith("<think>p99 is fine.</think>") and trace["command"][4] == "kubectl throttle ingress --rate=0.90"
+        assert ep["actions"]["backend_error"] == 2 and ep["backend_error_rate"] == 0.2
+    summary = json.loads((tmp_path / "stub.summary.json").read_text())
+    assert summary["tasks"]["retry_storm"]["backend_error_rate"] == 0.2
+    assert "failed steps" in (tmp_path / "stub.md").read_text()
+
+
+@pytest.mark.parametrize("endpoint", ["down"], indirect=True)
+def test_openai_backend__a_dead_endpoint_stops_the_run_resumably(endpoint, tmp_path, capsys):
+    assert main(openai_argv(endpoint, tmp_path, "--abort-after-failed-steps", "3")) == 1
+    assert "--resume" in capsys.readouterr().err
+    header, episodes = load_episodes(tmp_path / "stub.jsonl")
+    assert header is not None and episodes == []
+    assert len(endpoint.requests) == 3 * 2 * 2  # 3 steps x 2 episodes x (1 try + 1 retry)
+
+
+@pytest.mark.parametrize(("endpoint", "message"), [("reject", "rejected every request"), ("bad_key", "API key")],
+                         indirect=["endpoint"])
+def test_openai_backend__a_refusing_endpoint_fails_fast(endpoint, tmp_path, capsys, message):
+    assert main(openai_argv(endpoint, tmp_path)) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_openai_backend__unknown_model_fails_fast(endpoint, tmp_path, capsys):
+    assert main(openai_argv(endpoint, tmp_path, "--model", "gpt-nonexistent")) == 2
+    assert "does not serve model 'gpt-nonexistent'" in capsys.readouterr().err
+
+
+class FakeVLLM:
+    """Stands in for the ``vllm`` package (CUDA only): records what the backend asks of it."""
+
+    __version__ = "fake"
+
+    def __init__(self):
+        self.engines = []
+        fake = self
+
+        class SamplingParams:
+            def __init__(self, **kwargs):
+                self.__dict__.update(kwargs)
+
+        class LLM:
+            def __init__(self, **kwargs):
+                self.kwargs, self.calls = kwargs, []
+                fake.engines.append(self)
+
+            def generate(self, prompts, params, use_tqdm=True, lora_request=None):
+                self.calls.append((prompts, params, lora_request))
+                out = type("Completion", (), {"text": GOOD, "token_ids": [1, 2, 3], "finish_reason": "stop"})
+                return [type("RequestOutput", (), {"outputs": [out]}) for _ in prompts]
+
+        class LoRARequest:
+            def __init__(self, name, int_id, path):
+                self.name, self.int_id, self.path = name, int_id, path
+
+        self.SamplingParams, self.LLM, self.LoRARequest = SamplingParams, LLM, LoRARequest
+
+
+def test_vllm_backend__one_generate_call_per_step_with_per_request_seeds(tiny_model, tmp_path, monkeypatch):
+    import sys
+    import types
+
+    from transformers import AutoTokenizer
+
+    from dime_trainer.evaluation.runners import Job, request_seed
+
+    fake = FakeVLLM()
+    lora_module = types.ModuleType("vllm.lora.request")
+    lora_module.LoRARequest = fake.LoRARequest
+    monkeypatch.setitem(sys.modules, "vllm", fake)
+    monkeypatch.setitem(sys.modules, "vllm.lora", types.ModuleType("vllm.lora"))
+    monkeypatch.setitem(sys.modules, "vllm.lora.request", lora_module)
+    argv = ["--policy", "vllm", "--model", str(tiny_model), "--tasks", "retry_storm,hot_shard_skew", "--seeds", "2",
+            "--max-steps", "4", "--top-k", "0", "--sampling-seed", "7", "--out", str(tmp_path), "--name", "v", "--quiet"]
+    assert main(argv) == 0
+    engine = fake.engines[0]
+    assert engine.kwargs["model"] == str(tiny_model) and "enable_lora" not in engine.kwargs
+    assert len(engine.calls) == 4 and all(len(prompts) == 4 for prompts, _, _ in engine.calls)  # 4 episodes, lockstep
+    prompts, params, lora = engine.calls[1]
+    assert lora is None and params[0].top_k == -1 and params[0].max_tokens == 1024
+    assert [p.seed for p in params] == [request_seed(7, Job("retry_storm", 0), 1), request_seed(7, Job("retry_storm", 1), 1),
+                                        request_seed(7, Job("hot_shard_skew", 0), 1), request_seed(7, Job("hot_shard_skew", 1), 1)]
+    text = AutoTokenizer.from_pretrained(tiny_model).decode(prompts[0]["prompt_token_ids"])
+    assert text.startswith("<|im_start|>system\nYou are an autonomous SRE agent") and text.endswith("<|im_start|>assistant\n<think>\n\n</think>\n\n")
+    _, episodes = load_episodes(tmp_path / "v.jsonl")
+    assert len(episodes) == 4 and all(e["trace"]["status"] == ["applied"] * 4 for e in episodes)

@@ -1,0 +1,104 @@
+"""dime-eval's fixed definitions: the success rule, the DIME index, intervals and tests."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from dime_gym.scenarios import TASK_IDS
+from dime_trainer.evaluation import stats
+from dime_trainer.evaluation.episodes import ACTION_COUNT_KEYS, is_success
+from dime_trainer.evaluation.summary import compare, summarize
+
+
+@pytest.mark.parametrize(
+    ("availability", "goodput", "slo", "cost", "expected"),
+    [
+        (1.0, 0.95, 0.95, 0.1, True),  # a clean save
+        (1.0, 0.80, 0.80, 0.5, True),  # every threshold met exactly
+        (0.98, 0.95, 0.95, 0.1, False),  # the database went down, even briefly
+        (1.0, 0.79, 0.95, 0.1, False),  # too much traffic shed or failed
+        (1.0, 0.95, 0.79, 0.1, False),  # p99 over the SLO too often
+        (1.0, 0.95, 0.95, 0.51, False),  # bought with spam (scale-ups, restarts)
+    ],
+)
+def test_success_rule__table(availability, goodput, slo, cost, expected):
+    assert is_success(availability, goodput, slo, cost) is expected
+
+
+def fake_episode(task: str, seed: int, score: float, success: bool) -> dict:
+    return {"task": task, "seed": seed, "score": score, "success": success, "steps": 40, "return": 0.0,
+            "actions": dict.fromkeys(ACTION_COUNT_KEYS, 0), "db_downtime_steps": 0, "db_availability": 1.0,
+            "slo_attainment": 1.0, "served_fraction": 1.0, "goodput": 1.0, "resource_cost": 0.0, "invalid_rate": 0.0,
+            "unparsable_rate": 0.0, "backend_error_rate": 0.0}
+
+
+def test_dime_index__is_the_fixed_formula_over_all_14_tasks():
+    eps = [fake_episode(t, s, score=0.1 * (i % 10), success=(s == 0)) for i, t in enumerate(TASK_IDS) for s in range(4)]
+    overall = summarize(eps, run={"name": "x"})["overall"]
+    expected = 100 * np.mean([0.5 * 0.1 * (i % 10) + 0.5 * 0.25 for i in range(14)])
+    assert overall["complete"] and overall["dime_index"] == pytest.approx(expected)
+    assert overall["mean_task_score"] == pytest.approx(np.mean([0.1 * (i % 10) for i in range(14)]))
+    assert overall["success_rate"] == pytest.approx(0.25)
+
+
+def test_dime_index__undefined_without_all_tasks_and_unaffected_by_seed_counts():
+    eps = [fake_episode("retry_storm", s, 0.5, True) for s in range(10)] + [fake_episode("zombie_node", 0, 0.1, False)]
+    overall = summarize(eps, run={})["overall"]
+    assert overall["dime_index"] is None and not overall["complete"]
+    # each task weighs the same (10 seeds vs 1): 100 x mean(0.5 x 0.5 + 0.5 x 1, 0.5 x 0.1 + 0.5 x 0)
+    assert overall["dime_index_partial"] == pytest.approx(100 * (0.75 + 0.05) / 2)
+
+
+def test_summarize__keeps_the_first_record_of_a_duplicated_episode():
+    eps = [fake_episode("retry_storm", 0, 0.5, True), fake_episode("retry_storm", 0, 0.9, True)]
+    assert summarize(eps, run={})["tasks"]["retry_storm"]["scores"] == [0.5]
+
+
+def test_t975__matches_scipy():
+    scipy_stats = pytest.importorskip("scipy.stats")
+    for df in (1, 2, 5, 17, 30, 31, 50, 99, 1000):
+        assert stats.t975(df) == pytest.approx(scipy_stats.t.ppf(0.975, df), abs=2e-3)
+
+
+def test_mean_ci__student_t_half_width():
+    mean, half = stats.mean_ci([1.0, 2.0, 3.0])
+    assert mean == 2.0 and half == pytest.approx(4.303 * 1.0 / math.sqrt(3))
+    assert stats.mean_ci([0.4]) == (0.4, 0.0)
+
+
+def test_wilson__known_values():
+    lo, hi = stats.wilson(0, 10)
+    assert lo == 0.0 and hi == pytest.approx(0.2775, abs=1e-3)
+    lo, hi = stats.wilson(5, 10)
+    assert (lo, hi) == (pytest.approx(0.2366, abs=1e-3), pytest.approx(0.7634, abs=1e-3))
+
+
+def test_paired_permutation__exact_for_few_pairs():
+    # 4 positive differences: only the all-plus and all-minus sign patterns are as extreme -> 2/16
+    assert stats.paired_permutation_p([[0.1, 0.2, 0.3, 0.4]]) == pytest.approx(2 / 16)
+    assert stats.paired_permutation_p([[0.0, 0.0]]) == 1.0
+
+
+def test_permutation_tests__separate_shift_from_noise():
+    rng = np.random.default_rng(0)
+    a = rng.normal(0.5, 0.1, 40)
+    assert stats.paired_permutation_p([a * 0 + 0.05 + rng.normal(0, 0.02, 40)]) < 0.001
+    assert stats.paired_permutation_p([rng.normal(0, 0.1, 40)]) > 0.01
+    assert stats.unpaired_permutation_p([(a, a + 0.1)]) < 0.001
+    assert stats.unpaired_permutation_p([(a, rng.normal(0.5, 0.1, 40))]) > 0.01
+
+
+def test_holm__adjusts_in_order():
+    assert stats.holm([0.01, 0.04, 0.03, math.nan]) == pytest.approx([0.03, 0.06, 0.06, math.nan], nan_ok=True)
+
+
+def test_compare__unpaired_when_seeds_differ():
+    a = summarize([fake_episode("retry_storm", s, 0.2 + 0.01 * s, False) for s in range(10)], run={"name": "a"})
+    b = summarize([fake_episode("retry_storm", 100 + s, 0.6 + 0.01 * s, False) for s in range(10)], run={"name": "b"})
+    result = compare(a, b)
+    row = result["tasks"]["retry_storm"]
+    assert not row["paired"] and row["diff"] == pytest.approx(0.4) and row["p"] < 0.001
+    assert any("seeds differ" in w for w in result["warnings"])
