@@ -256,6 +256,8 @@ class DimeEnv(gym.Env):
         self.observation_space = observation_space()
         self.action_space = spaces.MultiDiscrete(ACTION_NVEC)
         self._params, self._states = empty_batch(1)
+        self._states_readonly = self._states.view()
+        self._states_readonly.flags.writeable = False
         self._episode = None
 
     # -- gymnasium API ------------------------------------------------------------------------
@@ -368,6 +370,12 @@ class DimeEnv(gym.Env):
     def state_record(self) -> np.ndarray:
         """A copy of the current ``STATE_DTYPE`` record (for analysis; never mutate the env's)."""
         return self._states[0].copy()
+
+    @property
+    def state_view(self):
+        """The live ``STATE_DTYPE`` record, read-only and not copied (cheap per-step logging;
+        it changes with the next step, so copy what you keep)."""
+        return self._states_readonly[0]
 
 
 def render_ansi(s, task: str) -> str:

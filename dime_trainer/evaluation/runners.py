@@ -71,11 +71,8 @@ def _episode_steps(env) -> int:
 
 
 def _current_state(env):
-    """The env's live state record, read at once and never written (``state_record`` copies
-    the whole record, which costs more than a step)."""
-    env = env.unwrapped
-    states = getattr(env, "_states", None)
-    return states[0] if states is not None else env.state_record
+    """The env's live state record, read-only and not copied (``DimeEnv.state_view``)."""
+    return env.unwrapped.state_view
 
 
 def run_array_policy(policy, jobs: Sequence[Job], on_episode: Callable[[dict], None], *, max_steps: int | None = None,
