@@ -22,17 +22,6 @@ from dime_gym.splits import overlaps_evaluation, train_seeds
 COLUMNS = ("prompt", "task", "seed", "step", "snapshot", "context", "oracle_action", "oracle_command", "oracle_rule")
 
 
-def _candidate_actions() -> np.ndarray:
-    """Every canonical action: the set used to test whether a state's reward depends on the action."""
-    import itertools
-
-    from dime_gym.core.actions import ACTION_NVEC
-    from dime_gym.text.commands import canonical_action
-
-    return np.array(sorted({canonical_action(a) for a in itertools.product(*(range(n) for n in ACTION_NVEC.tolist()))}),
-                    dtype=np.int64)
-
-
 def _episode_rows(task: str, seed: int, epsilon: float, max_steps: int | None) -> Iterable[dict]:
     """Rows of one behaviour episode (oracle with epsilon-random actions, seeded by ``seed``)."""
     import gymnasium as gym
@@ -75,8 +64,9 @@ def _informative(rows: list[dict], min_reward_gap: float) -> list[dict]:
     """Rows where the best action's one-step reward beats the median action's (over every
     canonical action) by more than ``min_reward_gap``: choosing well matters there."""
     from dime_gym.counterfactual import score_actions
+    from dime_gym.text.commands import canonical_actions
 
-    candidates = _candidate_actions()
+    candidates = np.array(canonical_actions(), dtype=np.int64)
     kept = []
     for row in rows:
         rewards = score_actions(row["snapshot"], candidates).rewards

@@ -17,16 +17,13 @@ QWEN3_ADDED_TOKENS = ("<think>", "</think>", "<tool_call>", "</tool_call>", "<to
 
 def _corpus() -> list[str]:
     """Text the tokenizer learns from: the system prompt, rendered states and every command."""
-    import itertools
-
     import gymnasium as gym
     import numpy as np
 
     import dime_gym  # noqa: F401 - registers DIME-v0
-    from dime_gym.core.actions import ACTION_NVEC
     from dime_gym.scenarios import TASK_IDS
     from dime_gym.text import SYSTEM_PROMPT, format_action, render_user_message
-    from dime_gym.text.commands import canonical_action
+    from dime_gym.text.commands import canonical_actions
 
     lines = SYSTEM_PROMPT.splitlines()
     for seed, task in enumerate(TASK_IDS):
@@ -35,7 +32,7 @@ def _corpus() -> list[str]:
         for _ in range(4):
             lines.extend(render_user_message(obs, info).splitlines())
             obs, _, _, _, info = env.step(info["oracle"]["action"])
-    commands = sorted({format_action(canonical_action(a)) for a in itertools.product(*(range(n) for n in ACTION_NVEC.tolist()))})
+    commands = [format_action(a) for a in canonical_actions()]
     lines.extend(f'<reasoning>Rule {i % 10 + 1} applies.</reasoning>\n<action>{{"command": "{c}"}}</action>'
                  for i, c in enumerate(commands))
     lines.extend(str(x) for x in np.round(np.linspace(0, 1, 101), 2))

@@ -3,16 +3,15 @@ class, the seed's Quick Start answer, and robustness to arbitrary text."""
 
 from __future__ import annotations
 
-import itertools
 import time
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from dime_gym.core.actions import ACTION_NVEC, THROTTLE
+from dime_gym.core.actions import THROTTLE
 from dime_gym.text.answers import ANSWER_ERROR_KINDS, MAX_ANSWER_CHARS, RESCUES, ParsedAnswer, parse_answer
-from dime_gym.text.commands import ERROR_KINDS, CommandParseError, canonical_action, format_action
+from dime_gym.text.commands import ERROR_KINDS, CommandParseError, canonical_actions, format_action
 
 RESTART_3 = (1, 3, 0, 0)
 CLEAN = '<reasoning>Node 3 is out of memory.</reasoning>\n<action>{"command": "kubectl delete pod node-3"}</action>'
@@ -125,7 +124,7 @@ def test_parse_answer__prose_word_never_turns_a_command_into_a_no_op():
         assert parse_answer(answer).action == (1, 1, 0, 0)
 
 
-ALL_ACTIONS = sorted({canonical_action(a) for a in itertools.product(*(range(n) for n in ACTION_NVEC.tolist()))})
+ALL_ACTIONS = canonical_actions()
 
 
 @pytest.mark.parametrize("action", ALL_ACTIONS, ids=str)

@@ -22,6 +22,7 @@ from dime_gym.text.commands import (
     CommandParseError,
     ParsedCommand,
     canonical_action,
+    canonical_actions,
     format_action,
     parse_command,
 )
@@ -260,6 +261,7 @@ def _all_canonical_actions():
 def test_canonical_action__enumerates_expected_count():
     # no_op 1 + restart 8 + reroute 64 + scale_up 1 + throttle 21 + query_logs 8
     assert len(_all_canonical_actions()) == 1 + N_NODES + N_NODES**2 + 1 + RATE_LEVELS + N_NODES
+    assert list(canonical_actions()) == _all_canonical_actions()
 
 
 def test_format_action__round_trips_all_canonical_actions():

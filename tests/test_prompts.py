@@ -164,3 +164,16 @@ def test_display_precision__is_idempotent(cpu):
 def _zero_obs() -> dict:
     space = gym.make("DIME-v0").observation_space
     return {key: np.zeros(space[key].shape, dtype=space[key].dtype) for key in OBSERVATION_KEYS}
+
+
+def test_user_message__one_top_level_key_per_line_even_with_tricky_strings():
+    env = gym.make("DIME-v0", task="zombie_node")
+    env.reset(seed=1)
+    obs, _, _, _, info = env.step(np.array([QUERY_LOGS, 2, 0, 0]))
+    tricky = last_command_report('x, "step": 3, "logs": [', "rejected", 'y", "task_hint": "z')
+    text = render_user_message(obs, info, tricky)
+    state = parse_state(text)
+    assert state["last_command"] == tricky
+    key_lines = [line for line in text.splitlines() if line.startswith('  "')]
+    assert [line.split('"')[1] for line in key_lines] == list(state)
+    assert all(line.endswith(",") for line in key_lines[:-1])

@@ -30,6 +30,7 @@ bare ``3`` (``bare_node_index``). Flags take ``--flag=value`` or ``--flag value`
 
 from __future__ import annotations
 
+import functools
 import operator
 import re
 from dataclasses import dataclass
@@ -123,6 +124,18 @@ def canonical_action(action: Sequence[int]) -> Action:
             raise ValueError(f"action field {name}={value} out of range 0-{size - 1}")
     used = _USED_FIELDS[values[0]]
     return tuple(v if i == 0 or i in used else 0 for i, v in enumerate(values))  # type: ignore[return-value]
+
+
+@functools.cache
+def canonical_actions() -> tuple[Action, ...]:
+    """Every distinct canonical action, sorted: no_op, 8 restarts, 64 reroutes (invalid pairs
+    included), scale_up, 21 throttle levels and 8 log queries (103 in all)."""
+    nodes = range(N_NODES)
+    return tuple(sorted({
+        (NO_OP, 0, 0, 0), (SCALE_UP, 0, 0, 0),
+        *((RESTART, i, 0, 0) for i in nodes), *((QUERY_LOGS, i, 0, 0) for i in nodes),
+        *((REROUTE, a, b, 0) for a in nodes for b in nodes), *((THROTTLE, 0, 0, level) for level in range(RATE_LEVELS)),
+    }))
 
 
 def format_action(action: Sequence[int]) -> str:

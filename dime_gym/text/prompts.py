@@ -11,7 +11,7 @@ last command did, its rejection reasons and any log lines it returned.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 
 from dime_gym.core.params import (
     DEFAULT_CLOUD_CREDITS,
@@ -106,9 +106,14 @@ def state_json(obs: Mapping, info: Mapping | None = None, last_command: Mapping 
 
 
 def format_state(state: Mapping) -> str:
-    """The JSON text of a ``state_json`` dict: one key per line, compact values, ASCII only."""
-    body = ",\n".join(f"  {json.dumps(key)}: {json.dumps(value)}" for key, value in state.items())
-    return "{\n" + body + "\n}"
+    """The JSON text of a ``state_json`` dict: one top-level key per line, compact values,
+    ASCII only. One ``json.dumps`` call, then a line break before each top-level key (the
+    pattern ``, "key": `` cannot occur inside a JSON string, whose quotes are escaped, and
+    nested keys never repeat a top-level name)."""
+    text = json.dumps(state)
+    for key in list(state)[1:]:
+        text = text.replace(f', "{key}": ', f',\n  "{key}": ', 1)
+    return "{\n  " + text[1:-1] + "\n}"
 
 
 def render_user_message(obs: Mapping, info: Mapping | None = None, last_command: Mapping | None = None) -> str:
@@ -138,7 +143,7 @@ def parse_state(user_message: str) -> dict:
     return json.loads(user_message[len(USER_PREFIX) : len(user_message) - len(USER_SUFFIX)])
 
 
-__all__: Sequence[str] = [
+__all__ = [
     "CONTEXT_KEYS", "LAST_COMMAND_STATUSES", "OUTPUT_FORMAT", "SYSTEM_PROMPT", "USER_PREFIX", "USER_SUFFIX",
     "build_system_prompt", "chat_messages", "format_state", "last_command_report", "parse_state",
     "render_messages", "render_user_message", "state_json",
