@@ -5,6 +5,11 @@ given Qwen3's chat template (``add_generation_prompt``, ``enable_thinking``) and
 non-special ``<think>`` tags, and a 2-layer ``Qwen3ForCausalLM`` with the same projection
 module names as Qwen3-8B (so the LoRA recipe is identical) is saved next to it with
 ``save_pretrained``. Load both back with ``from_pretrained(path)`` like the real model.
+
+A random model almost never writes a parsable answer, so every completion of a prompt would
+get the same rewards and GRPO would have nothing to learn from. ``save_tiny_qwen3`` therefore
+first imprints the answer format with a few supervised steps on the oracle's answers
+(``imprint_steps``); sampled completions then vary in format and action, as a real model's do.
 """
 
 from __future__ import annotations
@@ -78,14 +83,61 @@ def build_tiny_model(tokenizer, hidden_size: int = 64, num_layers: int = 2, seed
     return model
 
 
-def save_tiny_qwen3(path: str | pathlib.Path, seed: int = 0) -> pathlib.Path:
-    """Build the tiny model and tokenizer and ``save_pretrained`` both into ``path``; returns it.
-    An existing complete directory is reused."""
+def oracle_answer_examples(tokenizer, episodes_per_task: int = 1, steps: int = 3) -> list[tuple[list[int], list[int]]]:
+    """``(prompt_ids, answer_ids)`` pairs: DIME prompts (chat template, thinking off, as in
+    the smoke config) and the triage oracle's answer in the required format."""
+    import gymnasium as gym
+
+    import dime_gym  # noqa: F401 - registers DIME-v0
+    from dime_gym.scenarios import TASK_IDS
+    from dime_gym.text import render_messages
+
+    examples = []
+    for task_index, task in enumerate(TASK_IDS):
+        env = gym.make("DIME-v0", task=task)
+        for episode in range(episodes_per_task):
+            obs, info = env.reset(seed=task_index * episodes_per_task + episode)
+            for _ in range(steps):
+                oracle = info["oracle"]
+                prompt = tokenizer.apply_chat_template(render_messages(obs, info), add_generation_prompt=True, tokenize=False,
+                                                       enable_thinking=False)
+                answer = (f'<reasoning>Rule {oracle["rule_id"]} ({oracle["rule"]}) applies.</reasoning>\n'
+                          f'<action>{{"command": "{oracle["command"]}"}}</action>{tokenizer.eos_token}')
+                examples.append((tokenizer(prompt)["input_ids"], tokenizer(answer)["input_ids"]))
+                obs, _, _, _, info = env.step(oracle["action"])
+    return examples
+
+
+def imprint_answer_format(model, tokenizer, steps: int = 80, learning_rate: float = 3e-3, seed: int = 0):
+    """A few supervised steps (loss on the answer tokens only) on ``oracle_answer_examples``."""
+    import torch
+
+    examples = oracle_answer_examples(tokenizer)
+    torch.manual_seed(seed)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=learning_rate)
+    model.train()
+    for step in range(steps):
+        prompt_ids, answer_ids = examples[step % len(examples)]
+        labels = torch.tensor([[-100] * len(prompt_ids) + answer_ids])
+        loss = model(input_ids=torch.tensor([prompt_ids + answer_ids]), labels=labels).loss
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad()
+    model.eval()
+    return model
+
+
+def save_tiny_qwen3(path: str | pathlib.Path, seed: int = 0, imprint_steps: int = 80) -> pathlib.Path:
+    """Build the tiny model and tokenizer, imprint the answer format (``imprint_steps``
+    supervised steps; 0 leaves the model random) and ``save_pretrained`` both into ``path``;
+    returns it. An existing complete directory is reused."""
     path = pathlib.Path(path)
     if (path / "config.json").exists() and (path / "tokenizer.json").exists():
         return path
     tokenizer = build_tiny_tokenizer()
     model = build_tiny_model(tokenizer, seed=seed)
+    if imprint_steps:
+        imprint_answer_format(model, tokenizer, steps=imprint_steps, seed=seed)
     path.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(path)
     tokenizer.save_pretrained(path)
