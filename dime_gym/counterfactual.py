@@ -17,7 +17,7 @@ import numpy as np
 
 from dime_gym.core.batch import BatchOutputs, advance_batch
 from dime_gym.core.reward import REWARD_COMPONENTS
-from dime_gym.env import validate_action_batch
+from dime_gym.env import validate_action, validate_action_batch
 from dime_gym.observation_buffers import observation_from_buffers
 from dime_gym.snapshot import SnapshotContents, decode_snapshot, repeat_record
 
@@ -79,7 +79,9 @@ def score_actions(
     horizon = int(horizon)
     if horizon < 0:
         raise ValueError(f"horizon must be >= 0, got {horizon}")
-    if horizon > 0 and not (continuation in CONTINUATIONS or callable(continuation)):
+    if not np.isfinite(discount):
+        raise ValueError(f"discount must be a finite number, got {discount!r}")
+    if horizon > 0 and not (callable(continuation) or (isinstance(continuation, str) and continuation in CONTINUATIONS)):
         raise ValueError(f"horizon > 0 needs a continuation policy: one of {CONTINUATIONS} or a callable, got {continuation!r}")
     episode_steps = int(contents.params["episode_steps"])
     if int(contents.state["step"]) >= episode_steps:
@@ -114,16 +116,22 @@ def score_actions(
 
 def _continue(continuation, batched_obs: dict[str, np.ndarray], k: int) -> np.ndarray:
     """The continuation policy's (K, 4) actions for a batched observation."""
-    if continuation == "noop":
+    if isinstance(continuation, str) and continuation == "noop":
         return np.zeros((k, 4), dtype=np.int64)
     if getattr(continuation, "batched", False):
         return validate_action_batch(continuation(batched_obs), k)
-    if continuation == "oracle":
+    if isinstance(continuation, str):  # "oracle"
         from dime_gym.oracle import oracle_policy
 
         continuation = oracle_policy
-    rows = [continuation({key: value[b] for key, value in batched_obs.items()}) for b in range(k)]
-    return validate_action_batch(np.stack([np.asarray(r) for r in rows]), k)
+    rows = []
+    for b in range(k):
+        action = continuation({key: value[b] for key, value in batched_obs.items()})
+        try:
+            rows.append(validate_action(action))  # also accepts UNPARSABLE_ANSWER
+        except ValueError as exc:
+            raise ValueError(f"the continuation policy's action for candidate {b} is invalid: {exc}") from None
+    return np.stack(rows)
 
 
 __all__ = ["CONTINUATIONS", "CounterfactualScores", "score_actions"]

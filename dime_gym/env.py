@@ -113,33 +113,41 @@ for _name in ("__getitem__", "__iter__", "__len__", "__contains__", "__eq__", "_
 del _name
 
 
+ACTION_FIELDS = ("kind", "node", "dest", "rate_level")
+_FAR_OUTSIDE = 2**62  # any integer beyond this is no action; it also keeps int64 casts exact
+
+
+def _as_int64(a: np.ndarray) -> np.ndarray | None:
+    """``a`` as int64 if it holds integers (integral floats included), else ``None``; values
+    far outside the action space give ``None`` too, rather than wrapping around in the cast."""
+    if np.issubdtype(a.dtype, np.bool_):
+        return a.astype(np.int64)
+    integral = np.issubdtype(a.dtype, np.integer) or (
+        np.issubdtype(a.dtype, np.floating) and bool(np.all(np.isfinite(a))) and bool(np.all(a == np.round(a))))
+    if not integral or (a.size and (a.max() > _FAR_OUTSIDE or a.min() < -_FAR_OUTSIDE)):
+        return None
+    return a.astype(np.int64, copy=False)
+
+
 def validate_action(action: Any) -> np.ndarray:
     """Return ``action`` as a contiguous ``(4,) int64`` array or raise ``ValueError`` that
     names the offending field and its valid range. ``UNPARSABLE_ANSWER`` becomes the kernel's
     ``UNPARSABLE`` action."""
     if action is UNPARSABLE_ANSWER:
-        return np.array([UNPARSABLE, 0, 0, 0], dtype=np.int64)
+        return _UNPARSABLE_ACTION.copy()
     try:
         a = np.asarray(action)
     except Exception as exc:  # noqa: BLE001 - anything unconvertible is a bad action
         raise ValueError(f"action {action!r} is not array-like: {exc}") from None
-    if a.shape != (4,) or not (np.issubdtype(a.dtype, np.integer) or np.issubdtype(a.dtype, np.bool_)):
-        if a.shape == (4,) and np.issubdtype(a.dtype, np.floating) and np.all(np.isfinite(a)) and np.all(a == np.round(a)):
-            a = a.astype(np.int64)
-        else:
-            raise ValueError(
-                f"action must be 4 integers [kind, node, dest, rate_level] in MultiDiscrete({ACTION_NVEC.tolist()}), "
-                f"got {action!r}"
-            )
-    names = ("kind", "node", "dest", "rate_level")
+    a = _as_int64(a) if a.shape == (4,) else None
+    if a is None:
+        raise ValueError(f"action must be 4 integers [kind, node, dest, rate_level] in MultiDiscrete({ACTION_NVEC.tolist()}), "
+                         f"got {action!r}")
     for k, (value, n) in enumerate(zip(a.tolist(), ACTION_NVEC.tolist(), strict=True)):
         if not 0 <= value < n:
             extra = f" ({', '.join(f'{i}={name}' for i, name in enumerate(ACTION_KINDS))})" if k == 0 else ""
-            raise ValueError(f"action field {names[k]}={value} is out of range; valid: 0..{n - 1}{extra}")
-    return np.ascontiguousarray(a, dtype=np.int64)
-
-
-ACTION_FIELDS = ("kind", "node", "dest", "rate_level")
+            raise ValueError(f"action field {ACTION_FIELDS[k]}={value} is out of range; valid: 0..{n - 1}{extra}")
+    return np.ascontiguousarray(a)
 
 
 def validate_action_batch(actions: Any, n: int | None = None) -> np.ndarray:
@@ -153,12 +161,10 @@ def validate_action_batch(actions: Any, n: int | None = None) -> np.ndarray:
     expected = "(N, 4)" if n is None else f"({n}, 4)"
     if a.ndim != 2 or a.shape[1] != 4 or (n is not None and a.shape[0] != n) or a.shape[0] == 0:
         raise ValueError(f"actions must have shape {expected} (rows of [kind, node, dest, rate_level]), got shape {a.shape}")
-    if not (np.issubdtype(a.dtype, np.integer) or np.issubdtype(a.dtype, np.bool_)):
-        if not (np.issubdtype(a.dtype, np.floating) and np.all(np.isfinite(a)) and np.all(a == np.round(a))):
-            raise ValueError(f"actions must be integers, got dtype {a.dtype}")
-    if a.dtype != np.int64 and np.issubdtype(a.dtype, np.integer) and a.size and (a.max() > 2**62 or a.min() < -(2**62)):
-        raise ValueError("actions hold integers far outside the action space")
-    a = np.require(a, dtype=np.int64, requirements=["C_CONTIGUOUS", "ALIGNED", "WRITEABLE"])
+    as_int = _as_int64(a)
+    if as_int is None:
+        raise ValueError(f"actions must be integers, not far outside the action space; got dtype {a.dtype}")
+    a = np.require(as_int, dtype=np.int64, requirements=["C_CONTIGUOUS", "ALIGNED", "WRITEABLE"])
     bad = first_invalid_action(a, True)
     if bad >= 0:
         row, field = divmod(bad, 4)
@@ -256,17 +262,16 @@ class DimeEnv(gym.Env):
         self.observation_space = observation_space()
         self.action_space = spaces.MultiDiscrete(ACTION_NVEC)
         self._params, self._states = empty_batch(1)
-        self._states_readonly = self._states.view()
-        self._states_readonly.flags.writeable = False
         self._episode = None
 
     # -- gymnasium API ------------------------------------------------------------------------
     def reset(self, *, seed: int | None = None, options: dict | None = None):
-        super().reset(seed=seed)
         options = dict(options or {})
         task = options.pop("task", self.task)
         if options:
             raise ValueError(f"unknown reset option(s) {sorted(options)}; valid: 'task'")
+        get_task(task)  # checked before seeding: a refused reset changes nothing
+        super().reset(seed=seed)
         task_options = self._task_options if "trace_path" in get_task(task).options else {}
         episode_seed = int(self.np_random.integers(0, 2**63 - 1))
         self._episode = build_episode(task, episode_seed, **task_options)
@@ -375,7 +380,9 @@ class DimeEnv(gym.Env):
     def state_view(self):
         """The live ``STATE_DTYPE`` record, read-only and not copied (cheap per-step logging;
         it changes with the next step, so copy what you keep)."""
-        return self._states_readonly[0]
+        view = self._states.view()  # made per call: a stored view would not survive pickling
+        view.flags.writeable = False
+        return view[0]
 
 
 def render_ansi(s, task: str) -> str:

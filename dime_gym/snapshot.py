@@ -129,6 +129,8 @@ def decode_snapshot(snapshot) -> SnapshotContents:
     task = data[offset : offset + task_length].decode("ascii", errors="replace")
     offset += task_length
     facts = json.loads(data[offset : offset + facts_length])
+    if not isinstance(facts, dict):
+        raise ValueError(f"snapshot holds an invalid episode: facts must be a JSON object, got {type(facts).__name__}")
     offset += facts_length
     params = record_from_bytes(data[offset : offset + PARAMS_DTYPE.itemsize], PARAMS_DTYPE)
     offset += PARAMS_DTYPE.itemsize

@@ -11,6 +11,8 @@ actions (the same kernels; tests compare it with Gymnasium's ``SyncVectorEnv`` b
 
 from __future__ import annotations
 
+import copy
+import operator
 from collections.abc import Sequence
 
 import numpy as np
@@ -120,7 +122,8 @@ class DimeVectorEnv(VectorEnv):
         self.autoreset_mode = mode
         self.metadata = {**type(self).metadata, "autoreset_mode": mode}
         self.parallel = parallel
-        self._task_ids = self._expand_tasks(task)
+        self._default_tasks = self._expand_tasks(task)  # what autoresets start
+        self._task_ids = list(self._default_tasks)  # each sub-env's current episode
         self._task_array = np.array(self._task_ids, dtype=object)  # infos["task"], kept in step
         self._trace_options = {"trace_path": trace_path} if trace_path is not None else {}
         if trace_path is not None and not any("trace_path" in get_task(t).options for t in self._task_ids):
@@ -143,14 +146,12 @@ class DimeVectorEnv(VectorEnv):
 
     # -- Gymnasium API ----------------------------------------------------------------------------
     def reset(self, *, seed: int | Sequence[int | None] | None = None, options: dict | None = None):
+        """Reset every sub-env, or those in ``options["reset_mask"]``. ``options["task"]`` (one
+        id or one per sub-env) sets the task of the episodes started by this call only, as
+        ``DimeEnv.reset`` does; autoresets return to the constructor's tasks. Everything is
+        checked and every new episode built before anything changes, so a failing reset
+        leaves the env as it was."""
         n = self.num_envs
-        if seed is None or isinstance(seed, (int, np.integer)):
-            super().reset(seed=None if seed is None else int(seed))
-            seeds = [None] * n if seed is None else [int(seed) + i for i in range(n)]
-        else:
-            seeds = list(seed)
-            if len(seeds) != n:
-                raise ValueError(f"seed must be an int, None or a list of {n} seeds, got {len(seeds)} seeds")
         options = dict(options or {})
         mask = options.pop("reset_mask", None)
         new_tasks = options.pop("task", None)
@@ -164,13 +165,20 @@ class DimeVectorEnv(VectorEnv):
                 raise ValueError(f"options['reset_mask'] must be a bool array of shape ({n},), got {mask.dtype} {mask.shape}")
             if not self._has_reset and not mask.all():
                 raise ValueError("the first reset must reset every sub-env (no reset_mask, or an all-True one)")
-        if new_tasks is not None:
-            expanded = self._expand_tasks(new_tasks)
-            for b in np.flatnonzero(mask):
-                self._task_ids[b] = expanded[b]
-            self._task_array = np.array(self._task_ids, dtype=object)
-        for b in np.flatnonzero(mask):
-            self._reset_env(int(b), seeds[b])
+        tasks = self._expand_tasks(new_tasks) if new_tasks is not None else self._default_tasks
+        if seed is None or isinstance(seed, (int, np.integer)):
+            seeds = [None] * n if seed is None else [int(seed) + i for i in range(n)]
+        else:
+            seeds = list(seed)
+            if len(seeds) != n:
+                raise ValueError(f"seed must be an int, None or a list of {n} seeds, got {len(seeds)} seeds")
+        rows = np.flatnonzero(mask).tolist()
+        # built before anything changes (an existing generator is advanced on a copy)
+        started = {b: self._new_episode(tasks[b], seeds[b], copy.deepcopy(self._env_rngs[b])) for b in rows}
+        if seed is None or isinstance(seed, (int, np.integer)):
+            super().reset(seed=None if seed is None else int(seed))
+        for b, (rng, episode) in started.items():
+            self._start(b, tasks[b], rng, episode)
         self._pending_reset[mask] = False
         self._ended[mask] = False
         self._has_reset = True
@@ -186,8 +194,9 @@ class DimeVectorEnv(VectorEnv):
         a = validate_action_batch(actions, n)
         if self.autoreset_mode == AutoresetMode.NEXT_STEP:
             resetting = self._pending_reset
-            for b in np.flatnonzero(resetting):
-                self._reset_env(int(b), None)
+            for b in np.flatnonzero(resetting).tolist():
+                task = self._default_tasks[b]
+                self._start(b, task, *self._new_episode(task, None, self._env_rngs[b]))
             stepping = ~resetting
         else:
             if self._ended.any():
@@ -228,7 +237,10 @@ class DimeVectorEnv(VectorEnv):
             ``(obs, infos)`` of the whole batch, the ``_key`` masks marking the restored sub-envs.
 
         Raises:
-            ValueError: a truncated, corrupted or incompatible snapshot (nothing changes).
+            ValueError: a truncated, corrupted or incompatible snapshot, or a bad mask (nothing
+                changes).
+            IndexError, TypeError: an index out of range or not an integer (nothing changes).
+            RuntimeError: only some sub-envs named before the first ``reset()``.
         """
         contents = decode_snapshot(snapshot)
         n = self.num_envs
@@ -244,22 +256,23 @@ class DimeVectorEnv(VectorEnv):
             else:
                 for i in np.atleast_1d(index_array).tolist():
                     mask[self._index(i)] = True
+        if not self._has_reset and not mask.all():
+            raise RuntimeError("before the first reset(), restore into every sub-env (indices=None); "
+                               "otherwise call reset() first so the other sub-envs hold seeded episodes")
         rows = np.flatnonzero(mask)
+        facts = dict(contents.facts)  # (decode_snapshot guarantees a dict; copied before any write)
         self._params[rows] = contents.params
         self._states[rows] = contents.state
         limit = min(int(contents.params["episode_steps"]), self.max_episode_steps)
         self._step_limit[rows] = limit
         for b in rows.tolist():
             self._task_ids[b] = contents.task
-            self._facts[b] = dict(contents.facts)
+            self._facts[b] = dict(facts)
         self._task_array[rows] = contents.task
         over = int(contents.state["step"]) >= limit
         self._pending_reset[rows] = over and self.autoreset_mode == AutoresetMode.NEXT_STEP
         self._ended[rows] = over and self.autoreset_mode == AutoresetMode.DISABLED
-        if not self._has_reset:  # sub-envs not restored still need a first reset
-            self._ended[~mask] = True
-            self._pending_reset[~mask] = self.autoreset_mode == AutoresetMode.NEXT_STEP
-            self._has_reset = True
+        self._has_reset = True
         out = BatchOutputs.allocate(n)
         advance_batch(self._params, self._states, np.zeros((n, 4), dtype=np.int64), ~self._all_stepping,
                       self._step_limit, out, self.parallel)
@@ -294,18 +307,25 @@ class DimeVectorEnv(VectorEnv):
         return tasks
 
     def _index(self, index) -> int:
-        b = int(index)
+        b = operator.index(index)  # TypeError for 1.7, not a silent sub-env 1
         if not -self.num_envs <= b < self.num_envs:
             raise IndexError(f"sub-env index {index} out of range for {self.num_envs} sub-envs")
         return b % self.num_envs
 
-    def _reset_env(self, b: int, seed: int | None) -> None:
-        """Start a new episode in sub-env ``b`` exactly as ``DimeEnv.reset(seed=seed)`` would."""
-        if seed is not None or self._env_rngs[b] is None:
-            self._env_rngs[b] = seeding.np_random(seed)[0]
-        task = self._task_ids[b]
+    def _new_episode(self, task: str, seed: int | None, rng: np.random.Generator | None):
+        """``(generator, episode)`` for a new episode of ``task``, drawn exactly as
+        ``DimeEnv.reset(seed=seed)`` draws it: from a fresh generator when ``seed`` is given
+        (or there is none yet), else from ``rng``, which is advanced."""
+        if seed is not None or rng is None:
+            rng = seeding.np_random(seed)[0]
         options = self._trace_options if "trace_path" in get_task(task).options else {}
-        episode = build_episode(task, int(self._env_rngs[b].integers(0, 2**63 - 1)), **options)
+        return rng, build_episode(task, int(rng.integers(0, 2**63 - 1)), **options)
+
+    def _start(self, b: int, task: str, rng: np.random.Generator, episode) -> None:
+        """Install a new episode (from ``_new_episode``) in sub-env ``b``."""
+        self._env_rngs[b] = rng
+        self._task_ids[b] = task
+        self._task_array[b] = task
         self._params[b] = episode.params
         self._states[b] = episode.state
         self._facts[b] = episode.facts

@@ -189,6 +189,7 @@ BAD_BATCHES = [
     ("fractional", [[0.5, 0, 0, 0]], ("integers",)),
     ("strings", [["1", "2", "0", "0"]], ("integers",)),
     ("huge_unsigned", np.array([[2**64 - 1, 0, 0, 0]], dtype=np.uint64), ("outside",)),
+    ("huge_float", [[1e30, 0, 0, 0]], ("outside",)),  # an int64 cast would wrap it to INT64_MIN
 ]
 
 

@@ -143,3 +143,15 @@ def test_counterfactual__an_ended_episode_cannot_be_scored():
     snap = _snapshot("traffic_spike", steps=get_task("traffic_spike").episode_steps)
     with pytest.raises(ValueError, match="ended"):
         score_actions(snap, np.zeros((2, 4), dtype=np.int64))
+
+
+def test_score_actions__continuation_may_answer_unparsable_and_errors_name_the_candidate():
+    env = DimeEnv(task="retry_storm")
+    env.reset(seed=2)
+    snap = env.snapshot()
+    scores = score_actions(snap, np.zeros((2, 4), dtype=np.int64), horizon=2, continuation=lambda obs: UNPARSABLE_ANSWER)
+    assert np.all(scores.steps == 3) and np.isfinite(scores.returns).all()
+    with pytest.raises(ValueError, match="candidate 0"):
+        score_actions(snap, np.zeros((2, 4), dtype=np.int64), horizon=1, continuation=lambda obs: [9, 0, 0, 0])
+    with pytest.raises(ValueError, match="discount"):
+        score_actions(snap, np.zeros((1, 4), dtype=np.int64), horizon=1, continuation="noop", discount=float("nan"))

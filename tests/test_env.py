@@ -158,6 +158,7 @@ BAD_ACTIONS = [
     ("string", "restart node-3", ("kind, node, dest, rate_level", "[6, 8, 8, 21]")),
     ("string_list", ["1", "2", "0", "0"], ("kind, node, dest, rate_level", "[6, 8, 8, 21]")),
     ("float_scalar", 0.5, ("kind, node, dest, rate_level", "[6, 8, 8, 21]")),
+    ("huge_float", [1e30, 0, 0, 0], ("kind, node, dest, rate_level", "[6, 8, 8, 21]")),
     ("fractional_floats", [0.5, 0, 0, 0], ("kind, node, dest, rate_level", "[6, 8, 8, 21]")),
     ("nan", [np.nan, 0, 0, 0], ("kind, node, dest, rate_level", "[6, 8, 8, 21]")),
     ("none", None, ("kind, node, dest, rate_level", "[6, 8, 8, 21]")),
@@ -308,3 +309,29 @@ def test_env__any_int64_array_layout_steps_like_a_contiguous_action(make_action)
     env_b.reset(seed=2)
     assert env_a.step(unusual)[1] == env_b.step(a)[1]
     assert env_a.state_record.tobytes() == env_b.state_record.tobytes()
+
+
+def test_state_view__live_read_only_and_survives_copies():
+    import copy
+
+    env = DimeEnv(task="retry_storm")
+    env.reset(seed=0)
+    clone = copy.deepcopy(env)
+    for e in (env, clone, pickle.loads(pickle.dumps(env))):
+        e.step(np.zeros(4, dtype=np.int64))
+        e.step(np.zeros(4, dtype=np.int64))
+        view = e.state_view
+        assert int(view["step"]) == int(e.state_record["step"]) == 2
+        with pytest.raises(ValueError):
+            view["step"] = 7
+
+
+def test_reset__refused_options_do_not_reseed():
+    env = DimeEnv(task="retry_storm")
+    env.reset(seed=0)
+    state = env.np_random.bit_generator.state
+    with pytest.raises(ValueError, match="unknown reset option"):
+        env.reset(seed=99, options={"bogus": 1})
+    with pytest.raises(ValueError):
+        env.reset(seed=99, options={"task": "no_such_task"})
+    assert env.np_random.bit_generator.state == state

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from dime_gym import TASK_IDS
-from dime_gym.core.actions import ACTION_NVEC, UNPARSABLE
+from dime_gym.core.actions import ACTION_NVEC
 from dime_gym.core.state import PARAMS_DTYPE, STATE_DTYPE
 from dime_gym.env import UNPARSABLE_ANSWER, DimeEnv
 from dime_gym.scenarios import get_task, reference_commands
@@ -122,6 +122,12 @@ def _flip(data: bytes, offset: int) -> bytes:
 
 
 HEADER = 8 + 2 + 8 + 2 + 4
+
+
+def _params_offset(data: bytes) -> int:
+    """Where the params record starts: after the header, the task id and the facts JSON."""
+    task_length, facts_length = struct.unpack_from("<HI", data, 18)
+    return HEADER + task_length + facts_length
 # (case, make a bad snapshot from a valid one, fragment of the ValueError message)
 BAD_SNAPSHOTS = [
     ("empty", lambda s: b"", "truncated"),
@@ -130,7 +136,8 @@ BAD_SNAPSHOTS = [
     ("trailing_bytes", lambda s: s + b"\0", "trailing"),
     ("bad_magic", lambda s: b"NOTDIME!" + s[8:], "not a DIME snapshot"),
     ("flipped_state_byte", lambda s: _flip(s, len(s) - 300), "corrupted"),
-    ("flipped_params_byte", lambda s: _flip(s, HEADER + 40), "corrupted"),
+    ("flipped_params_byte", lambda s: _flip(s, _params_offset(s) + 40), "corrupted"),
+    ("flipped_facts_byte", lambda s: _flip(s, HEADER + 12), "corrupted"),
     ("flipped_crc", lambda s: _flip(s, len(s) - 1), "corrupted"),
     ("newer_version", lambda s: s[:8] + struct.pack("<H", SNAPSHOT_FORMAT_VERSION + 1) + s[10:], "version"),
     ("other_layout", lambda s: s[:10] + bytes(8) + s[18:], "layout"),
@@ -181,4 +188,13 @@ def test_snapshot__unparsable_steps_replay_exactly():
     _, r1, *_ = env.step(UNPARSABLE_ANSWER)
     env.restore(snap)
     _, r2, *_ = env.step(UNPARSABLE_ANSWER)
-    assert r1 == r2 and env.state_record["action_errors"] != 0 and UNPARSABLE == -1
+    assert r1 == r2 and env.state_record["action_errors"] != 0
+
+
+def test_decode__facts_must_be_an_object():
+    env = DimeEnv(task="retry_storm")
+    env.reset(seed=0)
+    contents = decode_snapshot(env.snapshot())
+    bad = encode_snapshot(contents.task, contents.params, contents.state, facts=[1, 2, 3])
+    with pytest.raises(ValueError, match="facts must be a JSON object"):
+        decode_snapshot(bad)

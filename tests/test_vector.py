@@ -304,3 +304,53 @@ def test_vector__gymnasium_vector_wrappers_read_its_autoreset_mode():
     assert truncations.all() and infos["_episode"].all()
     assert infos["episode"]["l"].tolist() == [steps, steps]
     np.testing.assert_allclose(infos["episode"]["r"], total)
+
+
+def test_reset__a_refused_reset_changes_nothing():
+    envs = DimeVectorEnv(num_envs=3, task="traffic_spike")
+    envs.reset(seed=1)
+    envs.step(np.zeros((3, 4), dtype=np.int64))
+    before = envs.state_records.tobytes(), envs.tasks
+    with pytest.raises(gym.error.Error, match="Seed"):
+        envs.reset(seed=[5, 6, -1], options={"task": "zombie_node"})  # the last seed is invalid
+    with pytest.raises(ValueError, match="unknown reset option"):
+        envs.reset(seed=9, options={"bogus": 1})
+    assert (envs.state_records.tobytes(), envs.tasks) == before
+
+
+def test_reset__task_option_lasts_one_episode_like_dime_env():
+    envs = DimeVectorEnv(num_envs=1, task="traffic_spike")
+    envs.reset(seed=0, options={"task": "zombie_node"})
+    assert envs.tasks == ("zombie_node",)
+    truncated = np.zeros(1, dtype=bool)
+    while not truncated[0]:
+        _, _, _, truncated, _ = envs.step(np.zeros((1, 4), dtype=np.int64))
+    envs.step(np.zeros((1, 4), dtype=np.int64))  # NEXT_STEP autoreset
+    assert envs.tasks == ("traffic_spike",)
+
+
+def test_restore__bad_indices_change_nothing():
+    envs = DimeVectorEnv(num_envs=2, task="retry_storm")
+    envs.reset(seed=0)
+    snap = envs.snapshot(0)
+    envs.step(np.zeros((2, 4), dtype=np.int64))
+    before = envs.state_records.tobytes()
+    with pytest.raises(TypeError):
+        envs.restore(snap, 1.7)
+    with pytest.raises(IndexError):
+        envs.restore(snap, [0, 5])
+    with pytest.raises(ValueError):
+        envs.restore(snap[:-1], 0)
+    assert envs.state_records.tobytes() == before
+
+
+def test_restore__before_the_first_reset_must_cover_every_sub_env():
+    env = DimeEnv(task="retry_storm")
+    env.reset(seed=4)
+    snap = env.snapshot()
+    envs = DimeVectorEnv(num_envs=3, task="retry_storm")
+    with pytest.raises(RuntimeError, match="reset"):
+        envs.restore(snap, [0])
+    obs, _ = envs.restore(snap)  # all sub-envs: a valid start without reset()
+    _, rewards, *_ = envs.step(np.zeros((3, 4), dtype=np.int64))
+    assert len(set(rewards.tolist())) == 1 and rewards[0] == env.step(np.zeros(4, dtype=np.int64))[1]

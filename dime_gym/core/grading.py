@@ -9,9 +9,12 @@ compiled formula and agree bit for bit.
 
 from __future__ import annotations
 
+from types import MappingProxyType
+
 from dime_gym.core._jit import kernel
 
-GRADER_WEIGHTS = {"base": 0.6, "availability": 0.2, "slo": 0.2, "resource": 0.5}
+# read-only: the kernel freezes these at compile time, so editing them could not change a score
+GRADER_WEIGHTS = MappingProxyType({"base": 0.6, "availability": 0.2, "slo": 0.2, "resource": 0.5})
 FRICTION_PER_STEP_BUDGET = 0.1  # friction per step that costs the whole resource factor
 
 _W_BASE = GRADER_WEIGHTS["base"]

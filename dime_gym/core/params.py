@@ -158,6 +158,13 @@ def validate_params(p: np.ndarray) -> None:
     failed = _first_invalid_param(np.asarray(p).reshape(1))
     if failed >= 0:
         name, expected = PARAM_CHECKS[failed]
-        raise ValueError(f"params field {name!r} must be {expected}, got {p[name]!r}")
+        value = np.asarray(np.asarray(p)[name])
+        if value.size == 1:
+            shown = repr(value.item())
+        else:  # a vector field (all checked ">= 0"): name the first offending entry, not the whole array
+            flat = value.reshape(-1)
+            bad = np.flatnonzero(~(np.isfinite(flat) & (flat >= 0)))
+            shown = f"{flat[bad[0]].item()!r} at index {bad[0]}" if bad.size else np.array2string(flat, threshold=8)
+        raise ValueError(f"params field {name!r} must be {expected}, got {shown}")
 
 
