@@ -26,7 +26,7 @@ def _episode_rows(task: str, seed: int, epsilon: float, max_steps: int | None) -
     """Rows of one behaviour episode (oracle with epsilon-random actions, seeded by ``seed``)."""
     import gymnasium as gym
 
-    from dime_gym.text.prompts import last_command_report, render_messages
+    from dime_gym.text.prompts import render_messages, step_report
     from dime_gym.text.commands import format_action
 
     env = gym.make("DIME-v0", task=task)
@@ -54,8 +54,7 @@ def _episode_rows(task: str, seed: int, epsilon: float, max_steps: int | None) -
             return
         action = env.action_space.sample() if rng.random() < epsilon else oracle["action"]
         obs, _, _, truncated, info = env.step(action)
-        status = "rejected" if info["action_errors"] else "applied"
-        last_command = last_command_report(format_action(action), status, "; ".join(info["action_errors"]))
+        last_command = step_report(format_action(action), info["action_errors"])
         if truncated:
             return
 

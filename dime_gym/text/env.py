@@ -12,7 +12,7 @@ from gymnasium import spaces
 from dime_gym.core.actions import UNPARSABLE
 from dime_gym.env import UNPARSABLE_ANSWER
 from dime_gym.text.answers import MAX_ANSWER_CHARS, parse_answer
-from dime_gym.text.prompts import SYSTEM_PROMPT, chat_messages, last_command_report, render_user_message
+from dime_gym.text.prompts import SYSTEM_PROMPT, chat_messages, last_command_report, render_user_message, step_report
 
 MAX_OBSERVATION_CHARS = 8192
 TEXT_CHARSET = frozenset(string.printable)  # prompts are ASCII (JSON escapes anything else)
@@ -47,12 +47,10 @@ class TextEnv(gym.Wrapper):
         parsed = parse_answer(answer)
         obs, reward, terminated, truncated, info = self.env.step(np.asarray(parsed.action) if parsed.ok else UNPARSABLE_ANSWER)
         action = np.array(parsed.action if parsed.ok else (UNPARSABLE, 0, 0, 0), dtype=np.int64)
-        if not parsed.ok:
-            report = last_command_report(parsed.raw_command or answer.strip()[:80], "unparsable", str(parsed.error))
-        elif info["action_errors"]:
-            report = last_command_report(parsed.command, "rejected", "; ".join(info["action_errors"]))
+        if parsed.ok:
+            report = step_report(parsed.command, info["action_errors"], parsed.notes)
         else:
-            report = last_command_report(parsed.command, "applied", ", ".join(parsed.notes))
+            report = last_command_report(parsed.raw_command or answer.strip()[:80], "unparsable", str(parsed.error))
         text, info = self._observe(obs, info, last_command=report)
         info["answer"] = parsed
         info["action"] = action

@@ -91,6 +91,14 @@ def last_command_report(command: str, status: str, detail: str = "") -> dict:
     return {"command": command[:200], "status": status, "detail": detail}
 
 
+def step_report(command: str, action_errors, notes=()) -> dict:
+    """``last_command`` for a command the env took: ``rejected`` with the env's reasons if it
+    refused it, else ``applied`` with the grammar's tolerance notes."""
+    if action_errors:
+        return last_command_report(command, "rejected", "; ".join(action_errors))
+    return last_command_report(command, "applied", ", ".join(notes))
+
+
 def state_json(obs: Mapping, info: Mapping | None = None, last_command: Mapping | None = None) -> dict:
     """The values of the user message's JSON, in order: the observation at display precision,
     then ``task_hint``, ``last_command`` (``None`` at reset), ``action_errors`` and, only after a
@@ -145,6 +153,6 @@ def parse_state(user_message: str) -> dict:
 
 __all__ = [
     "CONTEXT_KEYS", "LAST_COMMAND_STATUSES", "OUTPUT_FORMAT", "SYSTEM_PROMPT", "USER_PREFIX", "USER_SUFFIX",
-    "build_system_prompt", "chat_messages", "format_state", "last_command_report", "parse_state",
+    "build_system_prompt", "chat_messages", "format_state", "last_command_report", "parse_state", "step_report",
     "render_messages", "render_user_message", "state_json",
 ]
