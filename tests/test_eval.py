@@ -42,21 +42,23 @@ def test_builtin_run__same_seeds_give_identical_results(tmp_path):
 
 
 def test_resume__after_an_interruption_equals_an_uninterrupted_run(tmp_path):
-    args = ("--policy", "threshold", "--tasks", "retry_storm,node_failure", "--seeds", "4")
+    # the random policy: resuming must reproduce its random stream, not just a deterministic rule
+    args = ("--policy", "random", "--tasks", "retry_storm,node_failure", "--seeds", "4")
     assert run_cli(*args, "--out", str(tmp_path / "full")) == 0
     part = tmp_path / "part"
     assert run_cli(*args, "--out", str(part), "--max-episodes", "3") == 0  # stopped after 3 episodes
-    results = part / "threshold.jsonl"
+    results = part / "random.jsonl"
     _, first = load_episodes(results)
-    assert len(first) == 3 and summary_of(part, "threshold")["run"]["finished"] is False
+    assert len(first) == 3 and summary_of(part, "random")["run"]["finished"] is False
     with open(results, "a") as fh:  # the process died in the middle of writing episode 4
         fh.write('{"type": "episode", "task": "node_fail')
     assert run_cli(*args, "--out", str(part), "--resume") == 0
     header, episodes = load_episodes(results)
     keys = [(e["task"], e["seed"]) for e in episodes]
-    assert len(keys) == len(set(keys)) == 8 and header["name"] == "threshold"
+    assert len(keys) == len(set(keys)) == 8 and header["name"] == "random"
     assert all(json.loads(line) for line in results.read_text().splitlines())  # the torn line is gone
-    full, resumed = summary_of(tmp_path / "full", "threshold"), summary_of(part, "threshold")
+    assert episodes_without_timing(results) == episodes_without_timing(tmp_path / "full" / "random.jsonl")
+    full, resumed = summary_of(tmp_path / "full", "random"), summary_of(part, "random")
     assert resumed["tasks"] == full["tasks"] and resumed["overall"] == full["overall"]
     assert resumed["run"]["finished"] is True
     assert run_cli(*args, "--out", str(part), "--resume") == 0  # nothing left to do, nothing duplicated
@@ -71,6 +73,57 @@ def test_resume__refuses_a_changed_protocol(tmp_path, capsys):
     assert run_cli(*args, "--resume", "--max-steps", "5") == 2
     assert "max_steps" in capsys.readouterr().err
     assert run_cli(*args, "--overwrite") == 0
+
+
+def test_resume__refuses_a_changed_sampling_seed(tmp_path, capsys):
+    spec = f"{pathlib.Path(__file__).resolve()}:CannedTextPolicy"
+    args = ("--policy", spec, "--tasks", "retry_storm", "--seeds", "2", "--max-steps", "2", "--out", str(tmp_path))
+    assert run_cli(*args, "--sampling-seed", "1", "--max-episodes", "1") == 0
+    assert load_episodes(tmp_path / "CannedTextPolicy.jsonl")[0]["protocol"]["sampling_seed"] == 1
+    assert run_cli(*args, "--sampling-seed", "2", "--resume") == 2
+    assert "sampling_seed: 1 -> 2" in capsys.readouterr().err
+    assert run_cli(*args, "--sampling-seed", "1", "--resume") == 0
+
+
+def test_multi_policy_run__a_refused_file_leaves_no_other_file_behind(tmp_path, capsys):
+    args = ("--tasks", "retry_storm", "--seeds", "1", "--out", str(tmp_path))
+    assert run_cli("--policy", "random", *args) == 0
+    before = (tmp_path / "random.jsonl").read_bytes()
+    assert run_cli("--policy", "noop,random", *args) == 2  # random.jsonl exists: refused
+    assert "random.jsonl already exists" in capsys.readouterr().err
+    assert not (tmp_path / "noop.jsonl").exists() and (tmp_path / "random.jsonl").read_bytes() == before
+    assert run_cli("--policy", "noop,random", *args, "--resume") == 0  # nothing in the way of a resume
+
+
+BROKEN_POLICY = """
+class Policy:
+    def __init__(self, depth=1):
+        self.depth = depth
+
+    def __call__(self, obs, info):
+        return [0, 0, 0, 0]
+
+raise RuntimeError("the policy's config file is missing")
+"""
+
+
+def test_user_policy__errors_in_user_code_are_usage_errors(tmp_path, capsys):
+    broken = tmp_path / "broken.py"
+    broken.write_text(BROKEN_POLICY)
+    assert run_cli("--policy", f"{broken}:Policy", "--out", str(tmp_path / "a")) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("dime-eval: error: cannot import") and "RuntimeError: the policy's config file is missing" in err
+    assert "broken.py:9" in err and "Traceback" not in err
+    good = tmp_path / "good.py"
+    good.write_text(BROKEN_POLICY.replace("raise RuntimeError", "# raise RuntimeError"))
+    assert run_cli("--policy", f"{good}:Policy", "--policy-kwargs", '{"width": 3}', "--out", str(tmp_path / "b")) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("dime-eval: error: cannot create") and "unexpected keyword argument 'width'" in err
+    assert run_cli("--policy", f"{good}:Policy", "--policy-kwargs", "[3]", "--out", str(tmp_path / "c")) == 2
+    assert "must be a JSON object" in capsys.readouterr().err
+    assert not list(tmp_path.glob("*/*.jsonl"))
+    assert run_cli("--policy", f"{good}:Policy", "--policy-kwargs", '{"depth": 3}', "--tasks", "retry_storm", "--seeds", "1",
+                   "--out", str(tmp_path / "d")) == 0
 
 
 @pytest.mark.parametrize(
@@ -88,6 +141,7 @@ def test_resume__refuses_a_changed_protocol(tmp_path, capsys):
         (("--policy", "openai", "--base-url", "http://127.0.0.1:9/v1", "--model", "m"), "cannot reach"),
         (("--policy", "no_such_module_xyz:Agent"), "cannot import"),
         (("--resume",), "--out"),
+        (("--abort-after-failed-seconds", "0"), "--abort-after-failed-seconds"),
     ],
 )
 def test_bad_arguments__fail_fast_with_exit_code_2(tmp_path, capsys, argv, message):
@@ -212,7 +266,7 @@ def test_compare__reports_per_task_differences_with_a_paired_test(all_tasks_runs
     text = capsys.readouterr().out
     assert "### oracle − noop" in text and all(f"| {t} |" in text for t in TASK_IDS)
     result = json.loads(out_json.read_text())
-    assert result["tasks"]["retry_storm"]["paired"] and result["tasks"]["retry_storm"]["n"] == 2
+    assert result["tasks"]["retry_storm"]["paired"] and result["tasks"]["retry_storm"]["n_a"] == 2
     assert result["tasks"]["retry_storm"]["diff"] > 0.5 and result["overall"]["diff"] > 0.1
     assert result["overall"]["p"] < 0.01  # 28 pairs, the oracle better on most
     assert not result["warnings"]
@@ -232,3 +286,30 @@ def test_report__resummarises_a_results_file(all_tasks_runs, tmp_path, capsys):
     again = json.loads((tmp_path / "noop.summary.json").read_text())
     original = summary_of(all_tasks_runs, "noop")
     assert again["tasks"] == original["tasks"] and again["overall"] == original["overall"]
+
+
+@pytest.fixture(scope="module")
+def single_seed_runs(tmp_path_factory):
+    out = tmp_path_factory.mktemp("single_seed")
+    assert run_cli("--policy", "noop,oracle", "--seeds", "1", "--out", str(out)) == 0
+    return out
+
+
+def test_single_seed__intervals_are_missing_not_zero(single_seed_runs, capsys):
+    tmp_path = single_seed_runs
+    summary = summary_of(tmp_path, "oracle")
+    assert summary["tasks"]["retry_storm"]["score_ci95"] is None and summary["overall"]["dime_index_ci95"] is None
+    table = (tmp_path / "oracle.md").read_text()
+    assert "± 0.000" not in table and "± –" in table and "**DIME index" in table
+    assert "± –" in (tmp_path / "scores.md").read_text()
+    capsys.readouterr()
+    assert main(["compare", str(tmp_path / "noop.summary.json"), str(tmp_path / "oracle.summary.json")]) == 0
+    text = capsys.readouterr().out
+    assert "| retry_storm | 1 / 1 (unpaired) |" in text  # one shared seed is not a pairing
+
+
+def test_single_seed__plots_draw_bars_without_error_bars(single_seed_runs, tmp_path):
+    pytest.importorskip("matplotlib")
+    bars = tmp_path / "bars.png"
+    assert main(["plot", str(single_seed_runs / "noop.summary.json"), str(single_seed_runs / "oracle.jsonl"), "--out", str(bars)]) == 0
+    assert bars.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -38,12 +38,14 @@ def test_hf_backend__runs_end_to_end_on_cpu(tiny_model, tmp_path):
     header, episodes = load_episodes(tmp_path / "tiny.jsonl")
     assert header["protocol"]["sampling"] == {"temperature": 0.6, "top_p": 0.95, "top_k": 20, "min_p": 0.0,
                                               "max_new_tokens": 6, "enable_thinking": False}
-    assert header["backend"]["backend"] == "hf" and header["system_prompt"].startswith("You are an autonomous SRE agent")
+    assert header["protocol"]["batch_size"] == 64 and header["protocol"]["sampling_seed"] == 0
+    assert header["backend"]["backend"] == "hf" and header["backend"]["dtype"] == "float32"
+    assert header["system_prompt"].startswith("You are an autonomous SRE agent")
     assert [(e["task"], e["steps"]) for e in episodes] == [("retry_storm", 40), ("zombie_node", 40)]
     trace = episodes[0]["trace"]
     assert len(trace["answer"]) == 40 and all(isinstance(a, str) for a in trace["answer"])
     assert all(1 <= n <= 6 for n in trace["completion_tokens"])
-    # a random tiny model writes gibberish: unparsable answers are invalid actions, never a crash
+    # answers cut off at 6 tokens hold no command: unparsable answers are invalid actions, never a crash
     assert episodes[0]["unparsable_rate"] > 0.5 and episodes[0]["actions"]["unparsable"] == trace["status"].count("unparsable")
     summary = json.loads((tmp_path / "tiny.summary.json").read_text())
     assert summary["tasks"]["zombie_node"]["completion_tokens_mean"] <= 6
@@ -66,6 +68,65 @@ def test_hf_backend__loads_a_lora_adapter_directory(tiny_model, tmp_path):
     assert episodes[0]["steps"] == 3
 
 
+def test_hf_backend__batched_greedy_answers_equal_one_prompt_at_a_time(tiny_model):
+    from dime_gym.env import DimeEnv
+    from dime_gym.text import SYSTEM_PROMPT
+    from dime_gym.text.answers import parse_answer
+    from dime_gym.text.env import TextEnv
+    from dime_trainer.evaluation.backends import HFBackend, SamplingSettings
+
+    prompts = []
+    for task, seed, steps in (("retry_storm", 0, 0), ("node_failure", 3, 12), ("memory_leak_slow_burn", 1, 30)):
+        env = TextEnv(DimeEnv(), system_prompt=SYSTEM_PROMPT)
+        _, info = env.reset(seed=seed, options={"task": task})
+        for _ in range(steps):
+            _, _, _, _, info = env.step(GOOD)
+        prompts.append(info["messages"])
+    prompts.append([{"role": "system", "content": "You are an SRE."}, prompts[1][1]])  # a far shorter prompt: padding
+    backend = HFBackend(str(tiny_model), None, SamplingSettings(temperature=0, max_new_tokens=40), device="cpu")
+    batched = backend.generate(prompts, [0, 1, 2, 3])
+    alone = [backend.generate([p], [s])[0] for p, s in zip(prompts, [0, 1, 2, 3], strict=True)]
+    assert [g.text for g in batched] == [g.text for g in alone]
+    assert [g.completion_tokens for g in batched] == [g.completion_tokens for g in alone]
+    assert all(g.finish_reason == "stop" and parse_answer(g.text).ok for g in batched)  # the imprinted format
+
+
+def test_hf_backend__a_tokenizer_without_chat_template_fails_before_the_weights_load(tiny_model, tmp_path, capsys):
+    model = tmp_path / "no-template"
+    model.mkdir()
+    for name in ("config.json", "tokenizer.json", "tokenizer_config.json"):  # no weights, no chat_template.jinja
+        (model / name).write_bytes((tiny_model / name).read_bytes())
+    assert main(["--policy", "hf", "--model", str(model), "--out", str(tmp_path / "out"), "--quiet"]) == 2
+    assert "has no chat template" in capsys.readouterr().err  # not "cannot load model": no weights were needed
+
+
+def test_resolve_model__expands_the_home_directory(tmp_path, monkeypatch):
+    from dime_trainer.evaluation.backends import resolve_model
+
+    monkeypatch.setenv("HOME", str(tmp_path))
+    (tmp_path / "base").mkdir()
+    (tmp_path / "adapter").mkdir()
+    (tmp_path / "adapter" / "adapter_config.json").write_text(json.dumps({"base_model_name_or_path": "~/base", "r": 8}))
+    home = str(tmp_path)
+    assert resolve_model("~/adapter", None) == (f"{home}/base", f"{home}/adapter", f"{home}/base")
+    assert resolve_model("~/base", "~/adapter") == (f"{home}/base", f"{home}/adapter", f"{home}/base")
+    assert resolve_model("Qwen/Qwen3-8B", None) == ("Qwen/Qwen3-8B", None, "Qwen/Qwen3-8B")  # a hub id is left alone
+
+
+@pytest.mark.parametrize(("rank", "max_lora_rank"), [(1, 8), (8, 8), (12, 16), (64, 64), (300, 320), (512, 512)])
+def test_vllm_lora_rank__rounds_up_to_a_rank_vllm_supports(rank, max_lora_rank):
+    from dime_trainer.evaluation.backends import vllm_lora_rank
+
+    assert vllm_lora_rank(rank) == max_lora_rank
+
+
+def test_vllm_lora_rank__too_large_a_rank_is_a_config_error():
+    from dime_trainer.evaluation.backends import BackendConfigError, vllm_lora_rank
+
+    with pytest.raises(BackendConfigError, match="exceeds"):
+        vllm_lora_rank(1024)
+
+
 @pytest.mark.skipif(importlib.util.find_spec("vllm") is not None, reason="vLLM is installed")
 def test_vllm_backend__without_vllm_is_a_clear_usage_error(tmp_path, capsys):
     assert main(["--policy", "vllm", "--model", str(tmp_path), "--out", str(tmp_path), "--quiet"]) == 2
@@ -74,9 +135,10 @@ def test_vllm_backend__without_vllm_is_a_clear_usage_error(tmp_path, capsys):
 
 # --- OpenAI-compatible endpoint -----------------------------------------------------------------
 class StubEndpoint(http.server.ThreadingHTTPServer):
-    """An OpenAI-compatible chat server whose answer depends on the step in the prompt:
-    step % 5 == 0 a clean answer, 1 prose without a command, 2 an HTTP 500 on the first attempt
-    (then a clean answer), 3 no answer within the client's timeout, 4 thinking + a bare command."""
+    """An OpenAI-compatible chat server. In mode "mixed" its answer depends on the step in the
+    prompt: step % 5 == 0 a clean answer, 1 prose without a command, 2 an HTTP 500 on the first
+    attempt (then a clean answer), 3 no answer within the client's timeout, 4 thinking + a bare
+    command. Other modes answer every request the same way (see ``StubHandler.do_POST``)."""
 
     daemon_threads = True
 
@@ -86,6 +148,7 @@ class StubEndpoint(http.server.ThreadingHTTPServer):
         self.requests: list[dict] = []
         self.headers_seen: list[dict] = []
         self.attempts: dict[tuple, int] = {}
+        self.attempt_times: dict[tuple, list[float]] = {}
         self.lock = threading.Lock()
         threading.Thread(target=self.serve_forever, daemon=True).start()
 
@@ -98,12 +161,16 @@ class StubHandler(http.server.BaseHTTPRequestHandler):
     def log_message(self, *args):
         pass
 
-    def reply(self, status: int, body: dict) -> None:
-        data = json.dumps(body).encode()
+    def reply(self, status: int, body, headers: dict | None = None, declared_length: int | None = None) -> None:
+        """Send ``body`` (JSON-encoded unless bytes); a ``declared_length`` longer than the body
+        makes a truncated reply."""
+        data = body if isinstance(body, bytes) else json.dumps(body).encode()
         try:
             self.send_response(status)
             self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
+            self.send_header("Content-Length", str(declared_length or len(data)))
+            for name, value in (headers or {}).items():
+                self.send_header(name, value)
             self.end_headers()
             self.wfile.write(data)
         except (BrokenPipeError, ConnectionResetError):
@@ -113,6 +180,8 @@ class StubHandler(http.server.BaseHTTPRequestHandler):
         if self.path.endswith("/models"):
             if self.server.mode == "bad_key":
                 return self.reply(401, {"error": "invalid key"})
+            if self.server.mode == "html_models":
+                return self.reply(200, b"<!doctype html><html><body>chat UI</body></html>")
             return self.reply(200, {"data": [{"id": "stub-model"}]})
         return self.reply(404, {})
 
@@ -124,11 +193,28 @@ class StubHandler(http.server.BaseHTTPRequestHandler):
             self.server.requests.append(body)
             self.server.headers_seen.append(dict(self.headers))
             attempt = self.server.attempts[key] = self.server.attempts.get(key, 0) + 1
+            self.server.attempt_times.setdefault(key, []).append(time.monotonic())
         mode = self.server.mode
         if mode == "down":
             return self.reply(503, {"error": "overloaded"})
         if mode == "reject":
             return self.reply(400, {"error": "unknown field chat_template_kwargs"})
+        if mode == "truncated":  # the connection closes before the declared length: IncompleteRead
+            return self.reply(200, b'{"choices": [{"mess', declared_length=500)
+        if mode == "bad_status":  # not HTTP at all: BadStatusLine
+            self.wfile.write(b"HELLO THERE\r\n\r\n")
+            return None
+        if mode == "invalid_json":
+            return self.reply(200, b"<html>502 Bad Gateway</html>")
+        if mode == "null_message":
+            return self.reply(200, {"choices": [{"message": None, "finish_reason": "stop"}]})
+        if mode == "bad_usage":  # a good answer with nonsense in the optional fields
+            return self.reply(200, {"choices": [{"message": {"content": GOOD, "reasoning_content": 3}, "finish_reason": 7}],
+                                    "usage": "lots"})
+        if mode == "rate_limited" and attempt == 1:
+            return self.reply(429, {"error": "slow down"}, headers={"Retry-After": "1"})
+        if mode == "rate_limited":
+            return self.reply(200, {"choices": [{"message": {"content": GOOD}, "finish_reason": "stop"}]})
         kind = step % 5
         if kind == 2 and attempt == 1:
             return self.reply(500, {"error": "transient"})
@@ -201,6 +287,82 @@ def test_openai_backend__unknown_model_fails_fast(endpoint, tmp_path, capsys):
     assert "does not serve model 'gpt-nonexistent'" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize(("endpoint", "error"), [
+    ("truncated", "broken HTTP reply: IncompleteRead"),
+    ("bad_status", "broken HTTP reply: BadStatusLine"),
+    ("invalid_json", "malformed reply: Expecting value"),
+    ("null_message", "malformed reply: choices[0].message is NoneType"),
+], indirect=["endpoint"])
+def test_openai_backend__broken_replies_are_failed_steps_not_a_crash(endpoint, tmp_path, error):
+    assert main(openai_argv(endpoint, tmp_path, "--max-steps", "3")) == 0
+    _, episodes = load_episodes(tmp_path / "stub.jsonl")
+    assert len(episodes) == 2
+    for ep in episodes:
+        assert ep["trace"]["status"] == ["backend_error"] * 3 and ep["backend_error_rate"] == 1.0
+        assert all(e.startswith(error) and e.endswith("(after 2 attempt(s))") for e in ep["trace"]["backend_error"])
+    assert len(endpoint.requests) == 2 * 3 * 2  # every request was retried once
+
+
+@pytest.mark.parametrize("endpoint", ["bad_usage"], indirect=True)
+def test_openai_backend__ignores_nonsense_in_optional_fields(endpoint, tmp_path):
+    assert main(openai_argv(endpoint, tmp_path, "--max-steps", "2")) == 0
+    _, episodes = load_episodes(tmp_path / "stub.jsonl")
+    for ep in episodes:
+        trace = ep["trace"]
+        assert trace["status"] == ["applied"] * 2 and trace["answer"] == [GOOD] * 2
+        assert trace["completion_tokens"] == [None] * 2 and trace["finish_reason"] == [None] * 2
+
+
+@pytest.mark.parametrize("endpoint", ["rate_limited"], indirect=True)
+def test_openai_backend__honours_retry_after_on_http_429(endpoint, tmp_path):
+    assert main(openai_argv(endpoint, tmp_path, "--max-steps", "1")) == 0  # --backoff 0.01 alone would retry at once
+    _, episodes = load_episodes(tmp_path / "stub.jsonl")
+    assert all(ep["trace"]["status"] == ["applied"] for ep in episodes)
+    gaps = [times[1] - times[0] for times in endpoint.attempt_times.values()]
+    assert len(gaps) == 2 and all(0.9 <= gap < 5 for gap in gaps)
+
+
+def test_retry_delay__jittered_backoff_and_bounded_retry_after(monkeypatch):
+    from dime_trainer.evaluation import backends
+
+    delays = [backends.retry_delay(3, 1.0) for _ in range(200)]
+    assert 2.0 <= min(delays) < max(delays) <= 6.0 and len(set(delays)) > 100  # 4 s +- 50 %, spread out
+    monkeypatch.setattr(backends.random, "uniform", lambda lo, hi: 1.0)
+    assert backends.retry_delay(1, 0.5, "3") == 3.0  # the server asks for longer: wait that long
+    assert backends.retry_delay(4, 1.0, "3") == 8.0  # the backoff is longer already
+    assert backends.retry_delay(1, 0.5, "86400") == backends.MAX_RETRY_AFTER_S
+    assert backends.retry_delay(1, 0.5, "soon") == 0.5 and backends.retry_delay(1, 0.5, "nan") == 0.5
+    assert backends.retry_after_seconds("Wed, 21 Oct 2015 07:28:00 GMT") == 0.0  # a date in the past
+    assert backends.retry_after_seconds(None) is None
+
+
+@pytest.mark.parametrize("endpoint", ["html_models"], indirect=True)
+def test_openai_backend__a_models_page_that_is_not_json_is_named_as_such(endpoint, tmp_path, capsys):
+    assert main(openai_argv(endpoint, tmp_path)) == 2
+    err = capsys.readouterr().err
+    assert "answered, but not with JSON" in err and "<!doctype html>" in err and "cannot reach" not in err
+
+
+def test_text_policy__a_failing_backend_is_abandoned_after_the_wall_clock_budget():
+    from dime_gym.text import SYSTEM_PROMPT
+    from dime_trainer.evaluation.backends import Generation
+    from dime_trainer.evaluation.runners import BackendUnavailable, Job, run_text_policy
+
+    class TimingOut:  # every request fails, slowly, like a dead endpoint behind a long timeout
+        calls = 0
+
+        def generate(self, prompts, seeds):
+            self.calls += 1
+            time.sleep(0.05)
+            return [Generation(None, "timeout after 120 s") for _ in prompts]
+
+    policy = TimingOut()
+    with pytest.raises(BackendUnavailable, match="2 consecutive steps"):
+        run_text_policy(policy, [Job("retry_storm", 0)], lambda r: None, system_prompt=SYSTEM_PROMPT, batch_size=1,
+                        abort_after_failed_steps=1000, abort_after_failed_seconds=0.08)
+    assert policy.calls == 2
+
+
 class FakeVLLM:
     """Stands in for the ``vllm`` package (CUDA only): records what the backend asks of it."""
 
@@ -231,13 +393,11 @@ class FakeVLLM:
         self.SamplingParams, self.LLM, self.LoRARequest = SamplingParams, LLM, LoRARequest
 
 
-def test_vllm_backend__one_generate_call_per_step_with_per_request_seeds(tiny_model, tmp_path, monkeypatch):
+@pytest.fixture
+def fake_vllm(monkeypatch):
+    """``FakeVLLM`` installed as the ``vllm`` package."""
     import sys
     import types
-
-    from transformers import AutoTokenizer
-
-    from dime_trainer.evaluation.runners import Job, request_seed
 
     fake = FakeVLLM()
     lora_module = types.ModuleType("vllm.lora.request")
@@ -245,6 +405,15 @@ def test_vllm_backend__one_generate_call_per_step_with_per_request_seeds(tiny_mo
     monkeypatch.setitem(sys.modules, "vllm", fake)
     monkeypatch.setitem(sys.modules, "vllm.lora", types.ModuleType("vllm.lora"))
     monkeypatch.setitem(sys.modules, "vllm.lora.request", lora_module)
+    return fake
+
+
+def test_vllm_backend__one_generate_call_per_step_with_per_request_seeds(tiny_model, tmp_path, fake_vllm):
+    from transformers import AutoTokenizer
+
+    from dime_trainer.evaluation.runners import Job, request_seed
+
+    fake = fake_vllm
     argv = ["--policy", "vllm", "--model", str(tiny_model), "--tasks", "retry_storm,hot_shard_skew", "--seeds", "2",
             "--max-steps", "4", "--top-k", "0", "--sampling-seed", "7", "--out", str(tmp_path), "--name", "v", "--quiet"]
     assert main(argv) == 0
@@ -257,5 +426,19 @@ def test_vllm_backend__one_generate_call_per_step_with_per_request_seeds(tiny_mo
                                         request_seed(7, Job("hot_shard_skew", 0), 1), request_seed(7, Job("hot_shard_skew", 1), 1)]
     text = AutoTokenizer.from_pretrained(tiny_model).decode(prompts[0]["prompt_token_ids"])
     assert text.startswith("<|im_start|>system\nYou are an autonomous SRE agent") and text.endswith("<|im_start|>assistant\n<think>\n\n</think>\n\n")
-    _, episodes = load_episodes(tmp_path / "v.jsonl")
+    header, episodes = load_episodes(tmp_path / "v.jsonl")
     assert len(episodes) == 4 and all(e["trace"]["status"] == ["applied"] * 4 for e in episodes)
+    assert header["backend"]["dtype"] == "auto" and header["protocol"]["sampling_seed"] == 7
+    assert "batch_size" not in header["protocol"]  # per-request seeds: batching does not change answers
+
+
+def test_vllm_backend__serves_an_adapter_with_a_supported_max_lora_rank(tiny_model, tmp_path, fake_vllm):
+    adapter = tmp_path / "adapter"
+    adapter.mkdir()
+    (adapter / "adapter_config.json").write_text(json.dumps({"base_model_name_or_path": str(tiny_model), "r": 24}))
+    argv = ["--policy", "vllm", "--model", str(adapter), "--tasks", "retry_storm", "--seeds", "1", "--max-steps", "1",
+            "--out", str(tmp_path / "out"), "--quiet"]
+    assert main(argv) == 0
+    engine = fake_vllm.engines[0]
+    assert engine.kwargs["enable_lora"] and engine.kwargs["max_lora_rank"] == 32
+    assert engine.calls[0][2].path == str(adapter)

@@ -15,7 +15,7 @@ from __future__ import annotations
 import dataclasses
 import re
 
-from dime_trainer.evaluation.backends import BackendConfigError, SamplingSettings, load_object
+from dime_trainer.evaluation.backends import BackendConfigError, SamplingSettings, describe_user_error, load_object
 
 LM_BACKENDS = ("hf", "vllm", "openai")
 
@@ -88,6 +88,8 @@ def _build_backend(spec: str, args) -> Agent:
     protocol = {"policy": spec, "model": model, "adapter": adapter, "sampling": dataclasses.asdict(sampling)}
     if spec == "openai":
         protocol["sent_params"] = backend.describe()["sent_params"]
+    elif spec == "hf":  # one sampling seed per batched call: the batch changes the answers
+        protocol["batch_size"] = args.batch_size
     return Agent(sanitize(args.name or default_name), spec, "text", backend, protocol, backend.describe())
 
 
@@ -99,8 +101,14 @@ def _build_user(spec: str, args) -> Agent:
         kwargs = json.loads(args.policy_kwargs) if args.policy_kwargs else {}
     except ValueError as exc:
         raise BackendConfigError(f"--policy-kwargs is not JSON: {exc}") from None
+    if not isinstance(kwargs, dict):
+        raise BackendConfigError(f"--policy-kwargs must be a JSON object like '{{\"k\": 1}}', got {args.policy_kwargs!r}")
     if isinstance(obj, type):
-        obj = obj(**kwargs)
+        try:
+            obj = obj(**kwargs)
+        except Exception as exc:  # noqa: BLE001 - user code: wrong keyword arguments or a failing __init__
+            given = f" with --policy-kwargs {json.dumps(kwargs)}" if kwargs else ""
+            raise BackendConfigError(f"cannot create {spec}{given}: {describe_user_error(exc)}") from None
     elif kwargs:
         raise BackendConfigError(f"--policy-kwargs only applies to a class; {spec} is not one")
     protocol = {"policy": spec, "policy_kwargs": kwargs}

@@ -13,13 +13,18 @@ from __future__ import annotations
 
 import concurrent.futures
 import dataclasses
+import datetime
+import email.utils
+import http.client
 import importlib
 import importlib.util
 import json
+import math
 import os
 import pathlib
-import socket
+import random
 import time
+import traceback
 import urllib.error
 import urllib.request
 
@@ -76,28 +81,54 @@ def _require(module: str, extra: str):
         raise BackendConfigError(f"this backend needs {module!r} ({exc}); install it with: pip install -e '.[{extra}]'") from None
 
 
+def adapter_config(adapter: str) -> dict:
+    """The ``adapter_config.json`` of a LoRA adapter directory."""
+    path = pathlib.Path(adapter) / "adapter_config.json"
+    try:
+        config = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise BackendConfigError(f"cannot read {path}: {exc}") from None
+    if not isinstance(config, dict):
+        raise BackendConfigError(f"{path} is not a JSON object")
+    return config
+
+
 def resolve_model(model: str | None, adapter: str | None) -> tuple[str, str | None, str]:
-    """``(base model, adapter or None, tokenizer source)``. ``model`` may be a model directory,
-    a hub id or a LoRA adapter directory (its base is read from ``adapter_config.json``)."""
+    """``(base model, adapter or None, tokenizer source)``, local paths with ``~`` expanded.
+    ``model`` may be a model directory, a hub id or a LoRA adapter directory (its base is read
+    from ``adapter_config.json``)."""
     if not model:
         raise BackendConfigError("this backend needs --model (a local directory, a LoRA adapter directory or a hub id)")
 
     def looks_local(p: str) -> bool:  # a hub id is "org/name"; anything else path-like must exist
         return p.startswith((".", "/", "~")) or p.count("/") > 1 or "\\" in p
 
+    model = os.path.expanduser(model)
+    adapter = os.path.expanduser(adapter) if adapter else None
     for p in (model, adapter):
-        if p and not os.path.exists(os.path.expanduser(p)) and looks_local(p):
+        if p and not os.path.exists(p) and looks_local(p):
             raise BackendConfigError(f"model path {p!r} does not exist")
     if adapter and not (pathlib.Path(adapter) / "adapter_config.json").exists():
         raise BackendConfigError(f"--adapter {adapter!r} is not a LoRA adapter directory (no adapter_config.json)")
-    path = pathlib.Path(os.path.expanduser(model))
+    path = pathlib.Path(model)
     if adapter is None and (path / "adapter_config.json").exists() and not (path / "config.json").exists():
-        adapter = str(path)
-        model = json.loads((path / "adapter_config.json").read_text()).get("base_model_name_or_path") or ""
+        adapter = model
+        model = os.path.expanduser(adapter_config(adapter).get("base_model_name_or_path") or "")
         if not model:
             raise BackendConfigError(f"{path}/adapter_config.json names no base_model_name_or_path; pass --model BASE --adapter {path}")
     tokenizer = adapter if adapter and (pathlib.Path(adapter) / "tokenizer_config.json").exists() else model
     return model, adapter, tokenizer
+
+
+def load_tokenizer(transformers, source: str, **kwargs):
+    """The tokenizer of ``source``, checked for a chat template (before any weights are loaded)."""
+    try:
+        tokenizer = transformers.AutoTokenizer.from_pretrained(source, **kwargs)
+    except Exception as exc:  # noqa: BLE001 - hub, IO and config errors all mean "cannot load"
+        raise BackendConfigError(f"cannot load the tokenizer of {source!r}: {exc}") from None
+    if not getattr(tokenizer, "chat_template", None):
+        raise BackendConfigError(f"the tokenizer of {source!r} has no chat template")
+    return tokenizer
 
 
 def render_prompts(tokenizer, prompts: list[list[dict]], enable_thinking: bool) -> list[str]:
@@ -120,19 +151,20 @@ class HFBackend:
         torch = _require("torch", "train")
         transformers = _require("transformers", "train")
         self.torch = torch
+        self.tokenizer = load_tokenizer(transformers, tok_source, padding_side="left")
         try:
-            self.tokenizer = transformers.AutoTokenizer.from_pretrained(tok_source, padding_side="left")
             torch_dtype = dtype if dtype == "auto" else getattr(torch, dtype)
             net = transformers.AutoModelForCausalLM.from_pretrained(base, dtype=torch_dtype)
         except Exception as exc:  # noqa: BLE001 - hub, IO and config errors all mean "cannot load"
             raise BackendConfigError(f"cannot load model {base!r}: {exc}") from None
         if self.adapter:
             peft = _require("peft", "train")
-            net = peft.PeftModel.from_pretrained(net, self.adapter).merge_and_unload()
+            try:
+                net = peft.PeftModel.from_pretrained(net, self.adapter).merge_and_unload()
+            except Exception as exc:  # noqa: BLE001 - a wrong base model or a corrupt adapter
+                raise BackendConfigError(f"cannot apply the adapter {self.adapter!r} to {base!r}: {exc}") from None
         if self.tokenizer.pad_token is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
-        if not self.tokenizer.chat_template:
-            raise BackendConfigError(f"the tokenizer of {tok_source!r} has no chat template")
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         self.model = net.to(self.device).eval()
         self.base = base
@@ -145,7 +177,8 @@ class HFBackend:
         import transformers
 
         return {"backend": self.kind, "model": self.base, "adapter": self.adapter, "device": self.device,
-                "torch": self.torch.__version__, "transformers": transformers.__version__}
+                "dtype": str(self.model.dtype).removeprefix("torch."), "torch": self.torch.__version__,
+                "transformers": transformers.__version__}
 
     def generate(self, prompts: list[list[dict]], seeds: list[int]) -> list[Generation]:
         torch = self.torch
@@ -184,15 +217,14 @@ class VLLMBackend:
         vllm = _require("vllm", "vllm")
         transformers = _require("transformers", "train")
         self.vllm = vllm
-        self.tokenizer = transformers.AutoTokenizer.from_pretrained(tok_source)
+        self.tokenizer = load_tokenizer(transformers, tok_source)
         kwargs = dict(model=self.base, tokenizer=tok_source, gpu_memory_utilization=gpu_memory_utilization,
                       tensor_parallel_size=tensor_parallel_size, dtype=dtype)
         if max_model_len:
             kwargs["max_model_len"] = max_model_len
         self.lora_request = None
         if self.adapter:
-            rank = json.loads((pathlib.Path(self.adapter) / "adapter_config.json").read_text()).get("r", 16)
-            kwargs.update(enable_lora=True, max_lora_rank=max(8, int(rank)))
+            kwargs.update(enable_lora=True, max_lora_rank=vllm_lora_rank(adapter_config(self.adapter).get("r", 16)))
             from vllm.lora.request import LoRARequest
 
             self.lora_request = LoRARequest("dime-adapter", 1, self.adapter)
@@ -200,9 +232,12 @@ class VLLMBackend:
             self.llm = vllm.LLM(**kwargs)
         except Exception as exc:  # noqa: BLE001 - vLLM raises many types for a bad model or device
             raise BackendConfigError(f"vLLM could not load {self.base!r}: {exc}") from None
+        model_config = getattr(getattr(self.llm, "llm_engine", None), "model_config", None)
+        self.dtype = str(getattr(model_config, "dtype", dtype)).removeprefix("torch.")  # what "auto" became
 
     def describe(self) -> dict:
-        return {"backend": self.kind, "model": self.base, "adapter": self.adapter, "vllm": self.vllm.__version__}
+        return {"backend": self.kind, "model": self.base, "adapter": self.adapter, "dtype": self.dtype,
+                "vllm": self.vllm.__version__}
 
     def generate(self, prompts: list[list[dict]], seeds: list[int]) -> list[Generation]:
         s = self.sampling
@@ -215,7 +250,79 @@ class VLLMBackend:
         return [Generation(o.outputs[0].text, None, len(o.outputs[0].token_ids), o.outputs[0].finish_reason) for o in outputs]
 
 
+VLLM_LORA_RANKS = (8, 16, 32, 64, 128, 256, 320, 512)  # the max_lora_rank values vLLM accepts
+
+
+def vllm_lora_rank(rank) -> int:
+    """The smallest ``max_lora_rank`` vLLM accepts that holds an adapter of rank ``rank``."""
+    try:
+        rank = int(rank)
+    except (TypeError, ValueError):
+        raise BackendConfigError(f"the adapter's rank r={rank!r} is not an integer") from None
+    for allowed in VLLM_LORA_RANKS:
+        if rank <= allowed:
+            return allowed
+    raise BackendConfigError(f"LoRA rank {rank} exceeds vLLM's largest max_lora_rank ({VLLM_LORA_RANKS[-1]}); use --policy hf")
+
+
 RETRYABLE_HTTP = frozenset({408, 409, 425, 429, 500, 502, 503, 504})
+MAX_RETRY_AFTER_S = 60.0  # the longest Retry-After (HTTP 429/503) that is honoured
+
+
+def retry_after_seconds(value: str | None) -> float | None:
+    """A ``Retry-After`` header in seconds (delta-seconds or an HTTP date); None if absent or unreadable."""
+    if not value:
+        return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            when = email.utils.parsedate_to_datetime(value)
+        except (TypeError, ValueError):
+            return None
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=datetime.timezone.utc)
+        seconds = (when - datetime.datetime.now(datetime.timezone.utc)).total_seconds()
+    return max(0.0, seconds) if math.isfinite(seconds) else None
+
+
+def retry_delay(attempt: int, backoff_s: float, retry_after: str | None = None) -> float:
+    """Seconds to wait before retry ``attempt`` (1, 2, ...): ``backoff_s`` doubled per retry with
+    +-50 % jitter (so concurrent requests do not retry in lockstep), or the server's
+    ``Retry-After`` when that is longer, capped at ``MAX_RETRY_AFTER_S``."""
+    delay = backoff_s * 2 ** (attempt - 1) * random.uniform(0.5, 1.5)
+    asked = retry_after_seconds(retry_after)
+    return delay if asked is None else max(delay, min(asked, MAX_RETRY_AFTER_S))
+
+
+def parse_chat_completion(reply) -> Generation:
+    """The answer in a ``/chat/completions`` reply. ``ValueError`` says what is missing when the
+    reply lacks ``choices[0].message`` with string (or null) ``content``; optional fields of
+    the wrong type (``usage``, ``finish_reason``, reasoning) are ignored."""
+    choices = reply.get("choices") if isinstance(reply, dict) else None
+    if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
+        raise ValueError("no choices[0] object")
+    choice = choices[0]
+    message = choice.get("message")
+    if not isinstance(message, dict):
+        raise ValueError(f"choices[0].message is {type(message).__name__}, not an object")
+    content = message.get("content")
+    if not isinstance(content, (str, type(None))):
+        raise ValueError(f"message content is {type(content).__name__}, not a string")
+    thinking = message.get("reasoning_content") or message.get("reasoning")
+    text = f"<think>{thinking}</think>\n{content or ''}" if thinking and isinstance(thinking, str) else content or ""
+    usage = reply.get("usage")
+    tokens = usage.get("completion_tokens") if isinstance(usage, dict) else None
+    finish = choice.get("finish_reason")
+    return Generation(text, None, tokens if type(tokens) is int else None, finish if isinstance(finish, str) else None)
+
+
+def _error_body(exc: urllib.error.HTTPError) -> str:
+    """The start of an HTTP error's body ("" when it cannot be read)."""
+    try:
+        return exc.read(300).decode("utf-8", "replace").strip() if exc.fp else ""
+    except (OSError, http.client.HTTPException, ValueError):
+        return ""
 
 
 def _is_client_error(error: str | None) -> bool:
@@ -228,10 +335,11 @@ def _is_client_error(error: str | None) -> bool:
 class OpenAIBackend:
     """Any OpenAI-compatible ``/chat/completions`` endpoint (vLLM, SGLang, llama.cpp, hosted
     APIs) through ``urllib``. Requests of one step run concurrently; each has a timeout and up
-    to ``retries`` retries with exponential backoff on timeouts, connection errors, malformed
-    replies and HTTP 408/409/425/429/5xx. A request that still fails becomes a
-    ``Generation`` with ``error`` set (a failed step), never an exception. The API key is read
-    from the environment variable ``api_key_env`` and never recorded."""
+    to ``retries`` retries (``retry_delay``: exponential backoff with jitter, or ``Retry-After``)
+    on timeouts, connection errors, broken or malformed replies and HTTP 408/409/425/429/5xx.
+    A request that still fails becomes a ``Generation`` with ``error`` set (a failed step),
+    never an exception. The API key is read from the environment variable ``api_key_env`` and
+    never recorded."""
 
     kind = "openai"
 
@@ -267,15 +375,22 @@ class OpenAIBackend:
         request = urllib.request.Request(f"{self.base_url}/models", headers=self._headers())
         try:
             with urllib.request.urlopen(request, timeout=min(self.timeout_s, 10.0)) as response:
-                listed = json.loads(response.read().decode("utf-8", "replace"))
+                body = response.read()
         except urllib.error.HTTPError as exc:
             if exc.code in (401, 403):
                 raise BackendConfigError(f"{self.base_url} rejected the API key (HTTP {exc.code}); set ${self.api_key_env}") from None
             return  # reachable; some servers do not implement /models
-        except (urllib.error.URLError, OSError, ValueError) as exc:
-            reason = getattr(exc, "reason", exc)
+        except (OSError, http.client.HTTPException, ValueError) as exc:  # URLError and timeouts are OSErrors
+            reason = getattr(exc, "reason", None) or f"{type(exc).__name__}: {exc}"
             raise BackendConfigError(f"cannot reach the endpoint {self.base_url}: {reason}") from None
-        ids = [m.get("id") for m in listed.get("data", []) if isinstance(m, dict)] if isinstance(listed, dict) else []
+        try:
+            listed = json.loads(body.decode("utf-8", "replace"))
+        except ValueError:
+            start = body[:60].decode("utf-8", "replace").strip()
+            raise BackendConfigError(f"{self.base_url}/models answered, but not with JSON ({start!r}); --base-url should be "
+                                     "the API root, e.g. http://localhost:8000/v1") from None
+        data = listed.get("data") if isinstance(listed, dict) else None
+        ids = [m.get("id") for m in data if isinstance(m, dict)] if isinstance(data, list) else []
         if not self.model and len(ids) == 1:
             self.model = ids[0]
         elif self.model and ids and self.model not in ids:
@@ -301,36 +416,32 @@ class OpenAIBackend:
     def _once(self, data: bytes) -> Generation:
         request = urllib.request.Request(f"{self.base_url}/chat/completions", data=data, headers=self._headers(), method="POST")
         with urllib.request.urlopen(request, timeout=self.timeout_s) as response:
-            reply = json.loads(response.read().decode("utf-8", "replace"))
-        choice = reply["choices"][0]
-        message = choice["message"]
-        content = message.get("content") or ""
-        thinking = message.get("reasoning_content") or message.get("reasoning")
-        if not isinstance(content, str):
-            raise ValueError("message content is not a string")
-        text = f"<think>{thinking}</think>\n{content}" if thinking else content
-        tokens = (reply.get("usage") or {}).get("completion_tokens")
-        return Generation(text, None, tokens, choice.get("finish_reason"))
+            return parse_chat_completion(json.loads(response.read().decode("utf-8", "replace")))
 
     def _request(self, messages: list[dict], seed: int) -> Generation:
+        """One request with its retries; every failure ends as a ``Generation`` with ``error``."""
         data = self._body(messages, seed)
-        error = "no attempt made"
+        error, retry_after = "no attempt made", None
         for attempt in range(self.retries + 1):
             if attempt:
-                time.sleep(self.backoff_s * 2 ** (attempt - 1))
+                time.sleep(retry_delay(attempt, self.backoff_s, retry_after))
+            retry_after = None
             try:
                 return self._once(data)
             except urllib.error.HTTPError as exc:
-                detail = exc.read(300).decode("utf-8", "replace") if exc.fp else ""
-                error = f"HTTP {exc.code}: {detail.strip()}"
+                error = f"HTTP {exc.code}: {_error_body(exc)}"
                 if exc.code not in RETRYABLE_HTTP:
                     break
-            except (TimeoutError, socket.timeout) as exc:
+                if exc.code in (429, 503) and exc.headers is not None:
+                    retry_after = exc.headers.get("Retry-After")
+            except TimeoutError as exc:  # socket.timeout is TimeoutError
                 error = f"timeout after {self.timeout_s:g} s ({exc})"
-            except (urllib.error.URLError, ConnectionError, OSError) as exc:
+            except OSError as exc:  # URLError, refused or reset connections
                 error = f"connection error: {getattr(exc, 'reason', exc)}"
-            except (ValueError, KeyError, IndexError, TypeError) as exc:
-                error = f"malformed reply: {type(exc).__name__}: {exc}"
+            except http.client.HTTPException as exc:  # IncompleteRead, BadStatusLine, LineTooLong, ...
+                error = f"broken HTTP reply: {type(exc).__name__}: {exc}"
+            except ValueError as exc:  # not JSON, or not a chat completion
+                error = f"malformed reply: {exc}"
         return Generation(None, f"{error} (after {attempt + 1} attempt(s))")
 
     def generate(self, prompts: list[list[dict]], seeds: list[int]) -> list[Generation]:
@@ -352,21 +463,31 @@ def load_object(spec: str):
     module_name, sep, attr = spec.partition(":")
     if not sep or not module_name or not attr:
         raise BackendConfigError(f"a user policy is given as module:callable, got {spec!r}")
+    path = pathlib.Path(module_name).expanduser()
+    if module_name.endswith(".py") and not path.exists():
+        raise BackendConfigError(f"policy file {module_name!r} does not exist")
     try:
         if module_name.endswith(".py"):
-            path = pathlib.Path(module_name)
-            if not path.exists():
-                raise BackendConfigError(f"policy file {module_name!r} does not exist")
             module_spec = importlib.util.spec_from_file_location(path.stem, path)
             module = importlib.util.module_from_spec(module_spec)
             module_spec.loader.exec_module(module)
         else:
             module = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise BackendConfigError(f"cannot import {module_name!r} for policy {spec!r}: {exc}") from None
+    except Exception as exc:  # noqa: BLE001 - user code may raise anything on import
+        raise BackendConfigError(f"cannot import {module_name!r} for policy {spec!r}: {describe_user_error(exc)}") from None
     obj = module
     for part in attr.split("."):
         if not hasattr(obj, part):
             raise BackendConfigError(f"{module_name!r} has no attribute {attr!r}")
         obj = getattr(obj, part)
     return obj
+
+
+def describe_user_error(exc: BaseException) -> str:
+    """``Type: message (file:line)`` of an exception from user code, with the user's line that
+    raised it (none when it was raised at the call, e.g. a wrong keyword argument)."""
+    here = pathlib.Path(__file__).parent
+    frames = [f for f in traceback.extract_tb(exc.__traceback__)
+              if not f.filename.startswith("<") and pathlib.Path(f.filename).parent != here]
+    where = f" ({frames[-1].filename}:{frames[-1].lineno})" if frames and not isinstance(exc, ImportError) else ""
+    return f"{type(exc).__name__}: {exc}{where}"

@@ -60,7 +60,7 @@ def make_parser() -> argparse.ArgumentParser:
     m.add_argument("--batch-size", type=int, default=64, help="episodes played in lockstep (one generate call per step)")
     m.add_argument("--sampling-seed", type=int, default=0, help="seeds every request together with (task, seed, step)")
     m.add_argument("--device", default=None, help="hf: torch device (default cuda if available)")
-    m.add_argument("--dtype", default="auto", help="hf/vllm: auto, bfloat16, float16, float32")
+    m.add_argument("--dtype", default="auto", choices=("auto", "bfloat16", "float16", "float32"), help="hf/vllm")
     m.add_argument("--gpu-memory-utilization", type=float, default=0.85, help="vllm")
     m.add_argument("--max-model-len", type=int, default=None, help="vllm")
     m.add_argument("--tensor-parallel-size", type=int, default=1, help="vllm")
@@ -68,12 +68,16 @@ def make_parser() -> argparse.ArgumentParser:
     m.add_argument("--api-key-env", default="OPENAI_API_KEY", help="openai: environment variable holding the key")
     m.add_argument("--timeout", type=float, default=120.0, help="openai: seconds per request")
     m.add_argument("--retries", type=int, default=3, help="openai: retries per request (exponential backoff)")
-    m.add_argument("--backoff", type=float, default=1.0, help="openai: first retry delay in seconds (doubles)")
+    m.add_argument("--backoff", type=float, default=1.0,
+                   help="openai: first retry delay in seconds (doubles per retry, +-50%% jitter; a longer Retry-After "
+                        "on HTTP 429/503 is honoured, within a bound)")
     m.add_argument("--concurrency", type=int, default=32, help="openai: parallel requests")
     m.add_argument("--standard-params-only", action="store_true",
                    help="openai: send only OpenAI's own fields (no top_k, min_p, chat_template_kwargs)")
     m.add_argument("--abort-after-failed-steps", type=int, default=20,
                    help="stop when every request failed this many steps in a row")
+    m.add_argument("--abort-after-failed-seconds", type=float, default=600.0,
+                   help="stop when every request failed for this long (wall clock), however few the steps")
     run.add_argument("--policy-kwargs", default=None, help="JSON keyword arguments for a module:Class user policy")
 
     cmp = sub.add_parser("compare", help="per-task difference of two runs, with intervals and a significance test")

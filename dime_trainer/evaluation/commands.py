@@ -11,7 +11,7 @@ import sys
 from collections.abc import Sequence
 
 from dime_trainer.evaluation.backends import BackendConfigError
-from dime_trainer.evaluation.results import ResultsError, ResultsFile, load_episodes
+from dime_trainer.evaluation.results import ResultsError, ResultsFile, check_results_path, load_episodes
 from dime_trainer.evaluation.summary import SUMMARY_FORMAT, summarize
 
 
@@ -86,6 +86,8 @@ def _check_numbers(args) -> None:
                              ("--batch-size", args.batch_size, 1), ("--abort-after-failed-steps", args.abort_after_failed_steps, 1)):
         if value is not None and value < low:
             raise UsageError(f"{flag} must be >= {low}, got {value}")
+    if not args.abort_after_failed_seconds > 0:
+        raise UsageError(f"--abort-after-failed-seconds must be > 0, got {args.abort_after_failed_seconds}")
 
 
 def _system_prompt(path: str | None) -> str:
@@ -99,14 +101,16 @@ def _system_prompt(path: str | None) -> str:
         raise UsageError(f"cannot read --system-prompt {path!r}: {exc}") from None
 
 
-def run_header(agent, split: str, seeds: Sequence[int], tasks: Sequence[str], max_steps, system_prompt, record_steps) -> dict:
+def run_header(agent, split: str, seeds: Sequence[int], tasks: Sequence[str], max_steps, system_prompt, record_steps,
+               sampling_seed: int) -> dict:
     """The first line of a results file; ``protocol`` is what ``--resume`` insists on."""
     import dime_gym
     from dime_trainer.evaluation.results import RESULTS_FORMAT
     from dime_trainer.evaluation.summary import prompt_digest
 
     protocol = dict(agent.protocol, kind=agent.kind, max_steps=max_steps, dime_version=dime_gym.__version__,
-                    system_prompt_sha256=prompt_digest(system_prompt) if agent.is_text else None)
+                    system_prompt_sha256=prompt_digest(system_prompt) if agent.is_text else None,
+                    sampling_seed=sampling_seed if agent.is_text else None)
     return {
         "type": "run", "format": RESULTS_FORMAT, "name": agent.name, "policy": agent.spec,
         "protocol": json.loads(json.dumps(protocol)), "backend": agent.describe, "system_prompt": system_prompt if agent.is_text else None,
@@ -173,15 +177,23 @@ def load_summary(path: str) -> dict:
     return summary
 
 
-def write_summary(rf: ResultsFile, tasks, seeds, out: pathlib.Path, name: str) -> dict:
+def save_summary(summary: dict, stem: pathlib.Path) -> str:
+    """Write ``<stem>.summary.json`` and ``<stem>.md``; returns the Markdown table."""
     from dime_trainer.evaluation.report import run_table
 
+    table = run_table(summary)
+    pathlib.Path(f"{stem}.summary.json").write_text(json.dumps(summary, indent=1) + "\n", encoding="utf-8")
+    pathlib.Path(f"{stem}.md").write_text(table + "\n", encoding="utf-8")
+    return table
+
+
+def write_summary(rf: ResultsFile, tasks, seeds, out: pathlib.Path, name: str) -> dict:
+    """Summarise a run's results file over its tasks and seeds and save the summary."""
     summary = summarize(rf.episodes, run_info(rf.header, tasks, seeds), tasks, seeds)
     expected = len(tasks) * len(seeds)
     summary["run"].update(finished=summary["overall"]["episodes"] == expected, episodes_expected=expected)
     summary = _clean(summary)
-    (out / f"{name}.summary.json").write_text(json.dumps(summary, indent=1) + "\n", encoding="utf-8")
-    (out / f"{name}.md").write_text(run_table(summary) + "\n", encoding="utf-8")
+    save_summary(summary, out / name)
     return summary
 
 
@@ -212,15 +224,20 @@ def run(args) -> int:
             agents.append(build_agent(spec, args))
         if len({a.name for a in agents}) != len(agents):
             raise UsageError("two policies would write the same results file; run them separately with --name")
-        for agent in agents:
-            header = run_header(agent, split, seeds, tasks, args.max_steps, system_prompt, args.record_steps)
-            files.append(ResultsFile(out / f"{agent.name}.jsonl", header, resume=args.resume, overwrite=args.overwrite))
-    except (BackendConfigError, ResultsError, ValueError) as exc:
+        headers = [run_header(agent, split, seeds, tasks, args.max_steps, system_prompt, args.record_steps,
+                              args.sampling_seed) for agent in agents]
+        paths = [out / f"{agent.name}.jsonl" for agent in agents]
+        for path, header in zip(paths, headers, strict=True):  # every file, before any is created
+            check_results_path(path, header, resume=args.resume, overwrite=args.overwrite)
+        for path, header in zip(paths, headers, strict=True):
+            files.append(ResultsFile(path, header, resume=args.resume, overwrite=args.overwrite))
+    except (BackendConfigError, ResultsError, ValueError, OSError) as exc:
         for f in files:
             f.close()
         for a in agents:
             a.close()
-        raise UsageError(str(exc)) from None
+        message = f"cannot write results in {out}: {exc}" if isinstance(exc, OSError) else str(exc)
+        raise UsageError(message) from None
 
     budget, status, summaries = args.max_episodes, 0, []
     try:
@@ -233,7 +250,8 @@ def run(args) -> int:
                 if agent.is_text:
                     run_text_policy(agent.policy, jobs, rf.write, system_prompt=system_prompt, batch_size=args.batch_size,
                                     max_steps=args.max_steps, sampling_seed=args.sampling_seed, record_steps=args.record_steps,
-                                    abort_after_failed_steps=args.abort_after_failed_steps, progress=progress)
+                                    abort_after_failed_steps=args.abort_after_failed_steps,
+                                    abort_after_failed_seconds=args.abort_after_failed_seconds, progress=progress)
                 else:
                     run_array_policy(agent.policy, jobs, rf.write, max_steps=args.max_steps, record_steps=args.record_steps,
                                      with_oracle=agent.kind == "array", progress=progress)
@@ -315,15 +333,15 @@ def timeline(args) -> int:
 
 
 def report(args) -> int:
-    from dime_trainer.evaluation.report import run_table, scores_table
+    from dime_trainer.evaluation.report import scores_table
 
     summaries = []
     for path in args.files:
         summary = summary_from_results(path)
-        stem = pathlib.Path(path).with_suffix("")
-        pathlib.Path(f"{stem}.summary.json").write_text(json.dumps(summary, indent=1) + "\n", encoding="utf-8")
-        pathlib.Path(f"{stem}.md").write_text(run_table(summary) + "\n", encoding="utf-8")
-        print(run_table(summary) + "\n")
+        try:
+            print(save_summary(summary, pathlib.Path(path).with_suffix("")) + "\n")
+        except OSError as exc:
+            raise UsageError(f"cannot write the summary of {path}: {exc}") from None
         summaries.append(summary)
     if len(summaries) > 1:
         print(scores_table(summaries))

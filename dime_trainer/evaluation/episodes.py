@@ -28,12 +28,8 @@ from dime_gym.core.state import DB, STATE_DTYPE
 from dime_gym.scenarios.graders import grade_components
 
 SUCCESS_RULE = {"min_db_availability": 1.0, "min_goodput": 0.8, "min_slo_attainment": 0.8, "max_resource_cost": 0.5}
-STATUSES = ("applied", "rejected", "unparsable", "backend_error")
 ACTION_COUNT_KEYS = (*ACTION_KINDS, "unparsable", "backend_error")
-EPISODE_METRICS = (
-    "score", "return", "success", "goodput", "served_fraction", "db_availability", "db_downtime_steps",
-    "slo_attainment", "resource_cost", "invalid_rate", "unparsable_rate", "backend_error_rate", "credits_spent",
-)
+
 
 def is_success(db_availability: float, goodput: float, slo_attainment: float, resource_cost: float) -> bool:
     """The success rule (see the module docstring)."""

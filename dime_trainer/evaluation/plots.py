@@ -11,9 +11,10 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from dime_gym.core.actions import ACTION_KINDS
+from dime_gym.core.actions import ACTION_KINDS, NO_OP, QUERY_LOGS, REROUTE, RESTART, THROTTLE, UNPARSABLE, rate_from_level
 from dime_gym.core.params import OOM_THRESHOLD, SLO_P99_MS
 from dime_gym.core.state import DB, N_NODES
+from dime_trainer.evaluation.summary import tasks_in
 
 
 class PlotUnavailable(RuntimeError):
@@ -35,18 +36,17 @@ def bars_figure(summaries: Sequence[dict], title: str = "DIME: mean score per ta
     """Grouped bars: one group per task (and the mean over tasks), one bar per run."""
     plt = _pyplot()
     names = [s["run"].get("name", f"run{i}") for i, s in enumerate(summaries)]
-    tasks: list[str] = []
-    for s in summaries:
-        tasks += [t for t in s["tasks"] if t not in tasks]
+    tasks = tasks_in(summaries)
     labels = [*tasks, "mean over tasks"]
     x = np.arange(len(labels))
     width = 0.8 / max(1, len(summaries))
     fig, ax = plt.subplots(figsize=(min(18.0, 6.0 + 0.25 * len(labels) * max(1, len(summaries))), 5.0))
     for i, (name, s) in enumerate(zip(names, summaries, strict=True)):
-        means = [s["tasks"][t]["score_mean"] if t in s["tasks"] else np.nan for t in tasks]
-        errs = [s["tasks"][t]["score_ci95"] if t in s["tasks"] else 0.0 for t in tasks]
+        means = [s["tasks"][t]["score_mean"] if t in s["tasks"] else None for t in tasks]
+        errs = [s["tasks"][t]["score_ci95"] if t in s["tasks"] else None for t in tasks]
         means.append(s["overall"]["mean_task_score"])
         errs.append(s["overall"]["mean_task_score_ci95"])
+        means, errs = _nan_for_missing(means), _nan_for_missing(errs)  # no bar / no error bar
         index = s["overall"].get("dime_index")
         label = f"{name} (DIME index {index:.1f})" if index is not None else name
         ax.bar(x - 0.4 + width * (i + 0.5), means, width, yerr=errs, capsize=2, label=label)
@@ -59,6 +59,11 @@ def bars_figure(summaries: Sequence[dict], title: str = "DIME: mean score per ta
     ax.legend(fontsize=8, loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=min(4, len(summaries)), frameon=False)
     fig.tight_layout()
     return fig
+
+
+def _nan_for_missing(values: Sequence[float | None]) -> np.ndarray:
+    """Floats with NaN where a value is missing (None: absent, or NaN written to JSON as null)."""
+    return np.array([np.nan if v is None else v for v in values], dtype=np.float64)
 
 
 def timeline_figure(episode: dict):
@@ -105,11 +110,11 @@ def timeline_figure(episode: dict):
     return fig
 
 
-_LABELS = {  # short labels of the actions worth naming on the timeline
-    1: lambda a: f"node-{a[1]}",
-    2: lambda a: f"{a[1]}->{a[2]}",
-    4: lambda a: f"{a[3] / 20:.2f}",
-    5: lambda a: f"node-{a[1]}",
+_LABELS = {  # short labels of the actions worth naming on the timeline, by action kind
+    RESTART: lambda a: f"node-{a[1]}",
+    REROUTE: lambda a: f"{a[1]}->{a[2]}",
+    THROTTLE: lambda a: f"{rate_from_level(a[3]):.2f}",
+    QUERY_LOGS: lambda a: f"node-{a[1]}",
 }
 
 
@@ -118,12 +123,12 @@ def _actions_panel(ax, steps, tr) -> None:
     for t, action, status in zip(steps, tr["action"], tr["status"], strict=True):
         if status == "backend_error":
             row, marker, color = rows.index("failed"), "x", "grey"
-        elif action[0] < 0:
+        elif action[0] == UNPARSABLE:
             row, marker, color = rows.index("unparsable"), "x", "red"
-        elif action[0] == 0:
+        elif action[0] == NO_OP:
             continue
         else:
-            row, marker, color = action[0] - 1, "o", "tab:blue" if status == "applied" else "tab:red"
+            row, marker, color = rows.index(ACTION_KINDS[action[0]]), "o", "tab:blue" if status == "applied" else "tab:red"
         ax.plot([t], [row], marker=marker, color=color, ms=6, mfc=color if status == "applied" else "none")
         if status in ("applied", "rejected") and action[0] in _LABELS:
             ax.annotate(_LABELS[action[0]](action), (t, row), fontsize=6, xytext=(2, 4), textcoords="offset points",

@@ -5,6 +5,8 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
+from dime_trainer.evaluation.summary import tasks_in
+
 _ACTION_COLUMNS = (("restart", "restart"), ("reroute", "reroute"), ("scale_up", "scale"), ("throttle", "throttle"),
                    ("query_logs", "logs"))
 
@@ -14,7 +16,13 @@ def _pct(x: float | None) -> str:
 
 
 def _num(x: float | None, digits: int = 3) -> str:
+    """``x`` rounded, or "–" when it is missing (None, e.g. NaN read back from JSON, or NaN)."""
     return "–" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.{digits}f}"
+
+
+def _pm(x: float | None, half: float | None, digits: int = 3) -> str:
+    """``x ± half`` ("–" for a missing part, e.g. the interval of a single seed)."""
+    return f"{_num(x, digits)} ± {_num(half, digits)}"
 
 
 def _seeds_text(run: dict) -> str:
@@ -27,10 +35,10 @@ def _seeds_text(run: dict) -> str:
 
 def index_line(overall: dict) -> str:
     """The DIME index and mean task score, with intervals (or why the index is missing)."""
-    mean = f"mean task score {_num(overall['mean_task_score'])} ± {_num(overall['mean_task_score_ci95'])}"
+    mean = f"mean task score {_pm(overall['mean_task_score'], overall['mean_task_score_ci95'])}"
     success = f"success rate {_pct(overall['success_rate'])}"
     if overall.get("dime_index") is not None:
-        return f"**DIME index {overall['dime_index']:.1f} ± {overall['dime_index_ci95']:.1f}** · {mean} · {success}"
+        return f"**DIME index {_pm(overall['dime_index'], overall['dime_index_ci95'], 1)}** · {mean} · {success}"
     return (f"DIME index not defined: {overall['tasks_evaluated']} of 14 tasks evaluated (same formula over these: "
             f"{_num(overall['dime_index_partial'], 1)}) · {mean} · {success}")
 
@@ -47,7 +55,7 @@ def run_table(summary: dict) -> str:
              "| " + " | ".join(head) + " |", "|---|" + "---:|" * (len(head) - 1)]
 
     def row(name: str, t: dict, n: str) -> str:
-        cells = [name, n, f"{_num(t['score_mean'])} ± {_num(t.get('score_ci95', t.get('mean_task_score_ci95')))}",
+        cells = [name, n, _pm(t["score_mean"], t["score_ci95"]),
                  _pct(t["success_rate"]), _pct(1 - t["db_availability"]), _pct(t["slo_attainment"]),
                  _pct(t["served_fraction"]), _pct(t["invalid_rate"])]
         if text:
@@ -72,21 +80,19 @@ def run_table(summary: dict) -> str:
 def scores_table(summaries: Sequence[dict]) -> str:
     """Several runs side by side: mean score ± 95 % CI per task, then the overall rows."""
     names = [s["run"].get("name", f"run{i}") for i, s in enumerate(summaries)]
-    tasks: list[str] = []
-    for s in summaries:
-        tasks += [t for t in s["tasks"] if t not in tasks]
+    tasks = tasks_in(summaries)
     lines = ["| task | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
     for task in tasks:
         cells = []
         for s in summaries:
             t = s["tasks"].get(task)
-            cells.append(f"{_num(t['score_mean'])} ± {_num(t['score_ci95'])}" if t else "–")
+            cells.append(_pm(t["score_mean"], t["score_ci95"]) if t else "–")
         lines.append(f"| {task} | " + " | ".join(cells) + " |")
     overall = [s["overall"] for s in summaries]
     lines.append("| **mean over tasks** | " + " | ".join(f"**{_num(o['mean_task_score'])}**" for o in overall) + " |")
     lines.append("| success rate | " + " | ".join(_pct(o["success_rate"]) for o in overall) + " |")
     lines.append("| **DIME index** | " + " | ".join(
-        f"**{o['dime_index']:.1f}** ± {o['dime_index_ci95']:.1f}" if o.get("dime_index") is not None else "– (partial)"
+        f"**{_num(o['dime_index'], 1)}** ± {_num(o['dime_index_ci95'], 1)}" if o.get("dime_index") is not None else "– (partial)"
         for o in overall) + " |")
     return "\n".join(lines)
 
@@ -97,13 +103,13 @@ def compare_table(result: dict) -> str:
     lines = [f"### {b} − {a}", "", f"| task | n | {a} | {b} | difference (95 % CI) | p | p (Holm) |",
              "|---|---:|---:|---:|---:|---:|---:|"]
     for task, r in result["tasks"].items():
-        n = f"{r['n']}" + ("" if r["paired"] else " (unpaired)")
-        lines.append(f"| {task} | {n} | {r['a']:.3f} | {r['b']:.3f} | {r['diff']:+.3f} ± {r['diff_ci95']:.3f} | "
+        n = f"{r['n_a']}" if r["paired"] else f"{r['n_a']} / {r['n_b']} (unpaired)"
+        lines.append(f"| {task} | {n} | {r['a']:.3f} | {r['b']:.3f} | {r['diff']:+.3f} ± {_num(r['diff_ci95'])} | "
                      f"{_p(r['p'])} | {_p(r['p_holm'])} |")
     o = result["overall"]
     if o.get("tasks"):
         lines.append(f"| **mean over tasks** | {o['tasks']} tasks | {o['a']:.3f} | {o['b']:.3f} | "
-                     f"**{o['diff']:+.3f} ± {o['diff_ci95']:.3f}** | {_p(o['p'])} | |")
+                     f"**{o['diff']:+.3f} ± {_num(o['diff_ci95'])}** | {_p(o['p'])} | |")
     ia, ib = o["dime_index"]["a"], o["dime_index"]["b"]
     if ia is not None and ib is not None:
         lines += ["", f"DIME index: {a} {ia:.1f}, {b} {ib:.1f} ({ib - ia:+.1f})."]

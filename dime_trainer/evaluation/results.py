@@ -48,6 +48,35 @@ def read_results(path: str | os.PathLike) -> tuple[dict | None, list[dict], int,
     return header, episodes, good, False
 
 
+def read_header(path: str | os.PathLike) -> dict | None:
+    """The header of a results file (its first line), without reading the rest; None if the
+    first line is not a complete header."""
+    with open(path, "rb") as fh:
+        for line in fh:
+            if line.strip():
+                try:
+                    record = json.loads(line)
+                except ValueError:
+                    return None
+                return record if isinstance(record, dict) and record.get("type") == "run" else None
+    return None
+
+
+def check_results_path(path: str | os.PathLike, header: dict, resume: bool = False, overwrite: bool = False) -> bool:
+    """Raise ``ResultsError`` if ``path`` cannot be opened as asked (it exists without
+    ``resume``/``overwrite``, or ``resume`` with a changed protocol); writes nothing. Returns
+    whether it exists. Check every file of a run first, so none is created when one is refused."""
+    path = pathlib.Path(path)
+    exists = path.exists() and path.stat().st_size > 0
+    if exists and not (resume or overwrite):
+        raise ResultsError(f"{path} already exists: pass --resume to continue it or --overwrite to start again")
+    if exists and resume:
+        old_header = read_header(path)
+        if old_header is not None:
+            check_protocol(old_header, header, path)
+    return exists
+
+
 def load_episodes(path: str | os.PathLike) -> tuple[dict | None, list[dict]]:
     """Header and episodes of a results file (a torn last line is ignored)."""
     header, episodes, _, _ = read_results(path)
@@ -68,14 +97,11 @@ class ResultsFile:
         self.path = pathlib.Path(path)
         self.header = header
         self.episodes: list[dict] = []  # without their traces (summaries only need the metrics)
-        exists = self.path.exists() and self.path.stat().st_size > 0
-        if exists and not (resume or overwrite):
-            raise ResultsError(f"{self.path} already exists: pass --resume to continue it or --overwrite to start again")
+        exists = check_results_path(self.path, header, resume, overwrite)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         if exists and resume:
             old_header, episodes, good, torn = read_results(self.path)
             if old_header is not None:
-                check_protocol(old_header, header, self.path)
                 self.header = old_header
             if torn:
                 with open(self.path, "r+b") as fh:

@@ -39,7 +39,8 @@ def make_jobs(tasks: Sequence[str], seeds: Sequence[int], skip: Iterable[tuple[s
 
 
 class BackendUnavailable(RuntimeError):
-    """Every request of many consecutive steps failed: the run stops (finished episodes are kept)."""
+    """Every request failed for many consecutive steps or seconds: the run stops (finished
+    episodes are kept)."""
 
 
 class Progress:
@@ -120,14 +121,16 @@ class _Live:
 
 def run_text_policy(backend, jobs: Sequence[Job], on_episode: Callable[[dict], None], *, system_prompt: str,
                     batch_size: int, max_steps: int | None = None, sampling_seed: int = 0, record_steps: bool = True,
-                    abort_after_failed_steps: int = 20, progress: Progress | None = None) -> None:
+                    abort_after_failed_steps: int = 20, abort_after_failed_seconds: float = 600.0,
+                    progress: Progress | None = None) -> None:
     """Play ``jobs`` with a text policy: ``backend.generate(prompts, seeds)`` takes one chat
     message list per live episode and returns one ``Generation`` (or ``str``) per prompt.
 
     An answer that cannot be parsed is an invalid action and the episode goes on; a request
     the backend could not serve (``Generation.error``) is recorded as a ``backend_error`` step
-    in which nothing is done. ``BackendUnavailable`` is raised after
-    ``abort_after_failed_steps`` consecutive steps in which every request failed.
+    in which nothing is done. ``BackendUnavailable`` is raised once every request has failed
+    for ``abort_after_failed_steps`` consecutive steps, or for ``abort_after_failed_seconds``
+    of wall-clock time (a dead endpoint that times out takes minutes per step).
     """
     from dime_gym.env import DimeEnv
     from dime_gym.text.env import TextEnv
@@ -136,7 +139,7 @@ def run_text_policy(backend, jobs: Sequence[Job], on_episode: Callable[[dict], N
     pending = collections.deque(jobs)
     live: list[_Live] = []
     idle_envs: list = []
-    failed_streak = 0
+    failed_streak, failing_since = 0, 0.0  # consecutive all-failed steps, and when the first began
     while pending or live:
         while pending and len(live) < batch_size:
             job = pending.popleft()
@@ -144,14 +147,20 @@ def run_text_policy(backend, jobs: Sequence[Job], on_episode: Callable[[dict], N
             _, info = env.reset(seed=job.seed, options={"task": job.task})
             limit = _episode_steps(env) if max_steps is None else min(max_steps, _episode_steps(env))
             live.append(_Live(job, env, info["messages"], Trace(limit, text=True), limit, time.perf_counter()))
+        step_start = time.perf_counter()
         outputs = backend.generate([x.messages for x in live], [request_seed(sampling_seed, x.job, x.trace.n) for x in live])
         if len(outputs) != len(live):
             raise RuntimeError(f"the policy returned {len(outputs)} answers for {len(live)} prompts")
         generations = [as_generation(o) for o in outputs]
-        failed_streak = failed_streak + 1 if all(g.error for g in generations) else 0
-        if failed_streak >= abort_after_failed_steps:
-            raise BackendUnavailable(f"every request failed for {failed_streak} consecutive steps; last error: "
-                                     f"{generations[-1].error}")
+        if all(g.error for g in generations):
+            failing_since = failing_since if failed_streak else step_start
+            failed_streak += 1
+            failing_s = time.perf_counter() - failing_since
+            if failed_streak >= abort_after_failed_steps or failing_s >= abort_after_failed_seconds:
+                raise BackendUnavailable(f"every request failed for {failed_streak} consecutive steps ({failing_s:.0f} s); "
+                                         f"last error: {generations[-1].error}")
+        else:
+            failed_streak = 0
         still = []
         for x, gen in zip(live, generations, strict=True):
             _, _, _, _, info = x.env.step(NOOP_ANSWER if gen.error else gen.text)

@@ -9,7 +9,8 @@ Every task weighs the same whatever its number of seeds; score and success are b
 so the index is in [0, 100]. It is reported only when all 14 tasks were evaluated
 (``dime_index_partial`` gives the same formula over the tasks present). Its 95 % interval
 treats tasks as independent: 1.96 x sqrt(sum of the per-task squared standard errors) / 14.
-The mean task score's interval is computed the same way.
+The mean task score's interval is computed the same way. A task with a single seed has no
+standard error, so these intervals (and its own) are NaN, shown as "–".
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from dime_trainer.evaluation.episodes import ACTION_COUNT_KEYS, SUCCESS_RULE
 
 INDEX_WEIGHTS = {"score": 0.5, "success": 0.5}
 SUMMARY_FORMAT = "dime-eval-summary/1"
+MIN_PAIRS = 2  # shared seeds needed for a paired comparison of a task
 _MEAN_KEYS = ("db_downtime_steps", "db_availability", "slo_attainment", "served_fraction", "goodput", "resource_cost",
               "invalid_rate", "unparsable_rate", "backend_error_rate", "return", "steps")
 
@@ -61,7 +63,7 @@ def task_summary(eps: Sequence[dict]) -> dict:
         "scores": [round(s, 6) for s in scores],
         "score_mean": mean,
         "score_ci95": half,
-        "score_std": float(np.std(scores, ddof=1)) if len(scores) > 1 else 0.0,
+        "score_std": float(np.std(scores, ddof=1)) if len(scores) > 1 else math.nan,
         "score_se": stats.standard_error(scores),
         "success_rate": successes / len(eps),
         "success_ci95": list(stats.wilson(successes, len(eps))),
@@ -121,6 +123,14 @@ def definitions() -> dict:
             "score_ci95": "Student-t 95 % half-width over seeds", "index_weights": dict(INDEX_WEIGHTS)}
 
 
+def tasks_in(summaries: Iterable[dict]) -> list[str]:
+    """The tasks of several summaries, each once, in the order they first appear."""
+    tasks: list[str] = []
+    for s in summaries:
+        tasks += [t for t in s["tasks"] if t not in tasks]
+    return tasks
+
+
 def prompt_digest(text: str | None) -> str | None:
     """Short SHA-256 of a system prompt (to tell runs with different prompts apart)."""
     return None if text is None else hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
@@ -128,17 +138,21 @@ def prompt_digest(text: str | None) -> str | None:
 
 # --- comparing two runs -------------------------------------------------------------------------
 def _task_comparison(a: dict, b: dict) -> dict:
+    """``B - A`` on one task: paired by seed when the runs share at least ``MIN_PAIRS`` seeds
+    (only those are used), otherwise every episode of each run as independent samples.
+    ``_groups`` holds the scores used, ``_diffs`` the paired differences."""
     sa = dict(zip(a["seeds"], a["scores"], strict=True))
     sb = dict(zip(b["seeds"], b["scores"], strict=True))
     common = sorted(set(sa) & set(sb))
-    if common:
-        diffs = np.array([sb[s] - sa[s] for s in common])
+    if len(common) >= MIN_PAIRS:
+        xa, xb = np.array([sa[s] for s in common]), np.array([sb[s] for s in common])
+        diffs = xb - xa
         mean_diff, half = stats.mean_ci(diffs)
-        return {"paired": True, "n": len(common), "a": float(np.mean([sa[s] for s in common])),
-                "b": float(np.mean([sb[s] for s in common])), "diff": mean_diff, "diff_ci95": half,
-                "diff_se": stats.standard_error(diffs), "p": stats.paired_permutation_p([diffs]), "_diffs": diffs}
+        return {"paired": True, "n_a": len(common), "n_b": len(common), "a": float(xa.mean()), "b": float(xb.mean()),
+                "diff": mean_diff, "diff_ci95": half, "diff_se": stats.standard_error(diffs),
+                "p": stats.paired_permutation_p([diffs]), "_diffs": diffs, "_groups": (xa, xb)}
     xa, xb = np.array(a["scores"]), np.array(b["scores"])
-    return {"paired": False, "n": min(xa.size, xb.size), "a": float(xa.mean()), "b": float(xb.mean()),
+    return {"paired": False, "n_a": int(xa.size), "n_b": int(xb.size), "a": float(xa.mean()), "b": float(xb.mean()),
             "diff": float(xb.mean() - xa.mean()), "diff_ci95": stats.welch_ci(xa, xb),
             "diff_se": math.sqrt(stats.standard_error(xa) ** 2 + stats.standard_error(xb) ** 2),
             "p": stats.unpaired_permutation_p([(xa, xb)]), "_groups": (xa, xb)}
@@ -146,8 +160,10 @@ def _task_comparison(a: dict, b: dict) -> dict:
 
 def compare(a: dict, b: dict) -> dict:
     """Per-task and overall ``B - A`` of two summaries, with 95 % intervals and two-sided
-    permutation p-values (paired by seed where the runs share seeds, Holm-adjusted across
-    tasks). ``warnings`` lists protocol differences that make the comparison questionable."""
+    permutation p-values (paired by seed where the runs share at least ``MIN_PAIRS`` seeds,
+    Holm-adjusted across tasks). The overall test uses the same episodes as the per-task rows:
+    sign flips when every task is paired, else label permutation within each task.
+    ``warnings`` lists protocol differences that make the comparison questionable."""
     tasks = [t for t in a["tasks"] if t in b["tasks"]]
     rows = {t: _task_comparison(a["tasks"][t], b["tasks"][t]) for t in tasks}
     for t, p_adj in zip(tasks, stats.holm([rows[t]["p"] for t in tasks]), strict=True):
@@ -162,8 +178,7 @@ def compare(a: dict, b: dict) -> dict:
             diff=float(np.mean([rows[t]["diff"] for t in tasks])),
             diff_ci95=stats.Z975 * math.sqrt(sum(rows[t]["diff_se"] ** 2 for t in tasks)) / len(tasks),
             p=(stats.paired_permutation_p([rows[t]["_diffs"] for t in tasks]) if all_paired else
-               stats.unpaired_permutation_p([(np.array(a["tasks"][t]["scores"]), np.array(b["tasks"][t]["scores"]))
-                                             for t in tasks])),
+               stats.unpaired_permutation_p([rows[t]["_groups"] for t in tasks])),
         )
     for row in rows.values():
         row.pop("_diffs", None)
@@ -190,5 +205,6 @@ def protocol_warnings(a: dict, b: dict, tasks: Sequence[str]) -> list[str]:
         warnings.append(f"tasks in only one run (left out): {', '.join(missing)}")
     unpaired = [t for t in tasks if set(a["tasks"][t]["seeds"]) != set(b["tasks"][t]["seeds"])]
     if unpaired:
-        warnings.append(f"seeds differ on {len(unpaired)} task(s); those use the shared seeds or an unpaired test")
+        warnings.append(f"seeds differ on {len(unpaired)} task(s); those use the shared seeds (if at least "
+                        f"{MIN_PAIRS}) or an unpaired test")
     return warnings
