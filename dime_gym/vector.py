@@ -174,7 +174,8 @@ class DimeVectorEnv(VectorEnv):
                 raise ValueError(f"seed must be an int, None or a list of {n} seeds, got {len(seeds)} seeds")
         rows = np.flatnonzero(mask).tolist()
         # built before anything changes (an existing generator is advanced on a copy)
-        started = {b: self._new_episode(tasks[b], seeds[b], copy.deepcopy(self._env_rngs[b])) for b in rows}
+        started = {b: self._new_episode(tasks[b], seeds[b], None if seeds[b] is not None else copy.deepcopy(self._env_rngs[b]))
+                   for b in rows}
         if seed is None or isinstance(seed, (int, np.integer)):
             super().reset(seed=None if seed is None else int(seed))
         for b, (rng, episode) in started.items():

@@ -89,7 +89,8 @@ def _node_failure(rng, p, s, options):
 
 def _cascading_failure(rng, p, s, options):
     hot = rng.choice(np.arange(FIRST_WORKER, N_NODES), size=2, replace=False)
-    cool = [n for n in range(FIRST_WORKER, N_NODES) if n not in hot]
+    hot_nodes = set(hot.tolist())  # (``n not in`` an array compares elementwise: slow)
+    cool = [n for n in range(FIRST_WORKER, N_NODES) if n not in hot_nodes]
     steps = int(p["episode_steps"])
     _profile(p)[:] = 1.75
     _profile(p)[:steps] = np.linspace(1.25, 1.75, steps)
