@@ -77,7 +77,11 @@ class ClusterView:
             value = obs.get(key, [])
             if isinstance(value, np.ndarray):  # a mask
                 return frozenset(np.flatnonzero(value).tolist())
-            return frozenset(int(i) for i in value)
+            indices = [int(i) for i in value]
+            if len(set(indices)) != len(indices):  # e.g. a mask turned into a list with .tolist()
+                raise ValueError(f"{key} must be a list of distinct node indices (the prompt's JSON form) "
+                                 f"or an ({N_NODES},) mask array, got {value!r}")
+            return frozenset(indices)
 
         return cls(
             cpu=tuple(display_value("cpu_loads", obs["cpu_loads"])),

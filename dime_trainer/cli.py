@@ -62,19 +62,24 @@ def expand_shortcuts(argv: list[str]) -> list[str]:
 
 
 def prepare_dataset(dime_args: DimeArguments, seed: int):
-    """The prompt dataset: loaded from ``dataset_path`` if saved there, else built (and saved)."""
+    """The prompt dataset: loaded from ``dataset_path`` if it was saved there with the same
+    build arguments (a mismatch is an error), else built (and saved there)."""
     from dime_trainer.data import build_prompt_dataset, load_dataset, save_dataset
 
+    build_args = {
+        "tasks": None if dime_args.tasks == "all" else [t.strip() for t in dime_args.tasks.split(",") if t.strip()],
+        "seeds": dime_args.dataset_episodes, "epsilon": dime_args.explore_epsilon, "max_steps": dime_args.dataset_max_steps,
+        "balance_tasks": dime_args.balance_tasks, "min_reward_gap": dime_args.min_reward_gap, "shuffle_seed": seed,
+    }
     if dime_args.dataset_path and os.path.exists(dime_args.dataset_path):
         LOGGER.info("loading the prompt dataset from %s", dime_args.dataset_path)
-        return load_dataset(dime_args.dataset_path)
-    tasks = None if dime_args.tasks == "all" else [t.strip() for t in dime_args.tasks.split(",") if t.strip()]
-    dataset = build_prompt_dataset(tasks=tasks, seeds=dime_args.dataset_episodes, epsilon=dime_args.explore_epsilon,
-                                   max_steps=dime_args.dataset_max_steps, balance_tasks=dime_args.balance_tasks,
-                                   min_reward_gap=dime_args.min_reward_gap,
-                                   shuffle_seed=seed)
+        try:
+            return load_dataset(dime_args.dataset_path, expect_build_args=build_args)
+        except ValueError as exc:
+            raise SystemExit(f"dime-train: error: {exc}") from None
+    dataset = build_prompt_dataset(**build_args)
     if dime_args.dataset_path:
-        save_dataset(dataset, dime_args.dataset_path)
+        save_dataset(dataset, dime_args.dataset_path, build_args)
     return dataset
 
 
@@ -95,6 +100,8 @@ def train(dime_args: DimeArguments, training_args, model_args):
         model_args.model_name_or_path = str(save_tiny_qwen3(pathlib.Path(training_args.output_dir) / "tiny-qwen3"))
     if not model_args.model_name_or_path:
         raise SystemExit("dime-train: --model_name_or_path is required (or --tiny_model / --smoke)")
+    if dime_args.merge_adapter and not model_args.use_peft:
+        raise SystemExit("dime-train: --merge_adapter merges a LoRA adapter; it needs --use_peft true")
     if training_args.use_vllm:
         try:
             import vllm  # noqa: F401
@@ -119,19 +126,24 @@ def train(dime_args: DimeArguments, training_args, model_args):
     )
     trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
     trainer.save_model(training_args.output_dir)
-    if dime_args.merge_adapter:
-        merge_adapter(trainer.model, tokenizer, pathlib.Path(training_args.output_dir) / "merged")
+    if dime_args.merge_adapter and trainer.accelerator.is_main_process:
+        merge_adapter(model_args.model_name_or_path, training_args.output_dir, pathlib.Path(training_args.output_dir) / "merged")
     return trainer
 
 
-def merge_adapter(model, tokenizer, path: pathlib.Path) -> pathlib.Path:
-    """Merge a LoRA adapter into its base and save a BF16 checkpoint (like the seed's)."""
+def merge_adapter(base_model: str, adapter_dir: str | pathlib.Path, path: str | pathlib.Path) -> pathlib.Path:
+    """Merge the saved LoRA adapter in ``adapter_dir`` into ``base_model`` and save a BF16
+    checkpoint (like the seed's) with the tokenizer. It reloads both from disk, so it also works
+    after a sharded (ZeRO-3) run; call it on one process."""
     import torch
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    merged = model.merge_and_unload() if hasattr(model, "merge_and_unload") else model
-    merged.to(torch.bfloat16).save_pretrained(path)
-    tokenizer.save_pretrained(path)
-    return path
+    base = AutoModelForCausalLM.from_pretrained(base_model, dtype=torch.bfloat16)
+    merged = PeftModel.from_pretrained(base, adapter_dir).merge_and_unload()
+    merged.save_pretrained(path)
+    AutoTokenizer.from_pretrained(adapter_dir).save_pretrained(path)
+    return pathlib.Path(path)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -12,6 +12,7 @@ arguments give the same dataset.
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterable, Sequence
 
 import numpy as np
@@ -158,17 +159,39 @@ def prompt_from_row(row: dict, system_prompt: str | None = None) -> list[dict[st
     return render_messages(obs, info, context["last_command"], system_prompt or SYSTEM_PROMPT)
 
 
-def save_dataset(dataset, path: str) -> None:
-    """Save with HF ``datasets`` (``Dataset.save_to_disk``)."""
+BUILD_FILE = "dime_build.json"  # the arguments a saved dataset was built with
+
+
+def save_dataset(dataset, path: str, build_args: dict | None = None) -> None:
+    """Save with HF ``datasets`` (``Dataset.save_to_disk``), plus the build arguments."""
     dataset.save_to_disk(path)
+    with open(os.path.join(path, BUILD_FILE), "w") as fh:
+        json.dump(build_args or {}, fh, indent=1, sort_keys=True)
 
 
-def load_dataset(path: str):
-    """Load a dataset saved by :func:`save_dataset`, checking it has DIME's columns."""
+def load_dataset(path: str, expect_build_args: dict | None = None):
+    """Load a dataset saved by :func:`save_dataset`, checking it has DIME's columns, that its
+    snapshots fit this DIME build and, if given, that it was built with ``expect_build_args``."""
     from datasets import load_from_disk
+
+    from dime_gym.snapshot import decode_snapshot
 
     dataset = load_from_disk(path)
     missing = [c for c in COLUMNS if c not in dataset.column_names]
     if missing:
         raise ValueError(f"{path} is not a DIME prompt dataset: missing column(s) {missing}")
+    if len(dataset):
+        try:
+            decode_snapshot(dataset[0]["snapshot"])
+        except ValueError as exc:
+            raise ValueError(f"{path} was built by an incompatible DIME: {exc}; rebuild it") from None
+    if expect_build_args is not None:
+        build_file = os.path.join(path, BUILD_FILE)
+        saved = json.load(open(build_file)) if os.path.exists(build_file) else {}
+        expected = json.loads(json.dumps(expect_build_args))  # the JSON view, as saved
+        changed = sorted(k for k in set(saved) | set(expected) if saved.get(k) != expected.get(k))
+        if changed:
+            shown = ", ".join(f"{k}: {saved.get(k)!r} -> {expected.get(k)!r}" for k in changed)
+            raise ValueError(f"the dataset in {path} was built with other arguments ({shown}); "
+                             "use another dataset_path, or delete it to rebuild")
     return dataset

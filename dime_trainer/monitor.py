@@ -4,7 +4,7 @@ loudly and with the likely cause, when one sets in:
 * advantages collapse: ``frac_reward_zero_std`` stays near 1 (every completion of a prompt gets
   the same reward, so nothing is learned);
 * truncation: completions hit ``max_completion_length`` inside an unclosed ``<think>``;
-* the env reward stops varying across completions.
+* the env reward stops varying within prompt groups (``dime/env_flat_group_frac``).
 
 Alerts go to the ``dime_trainer`` logger at WARNING level and are kept in ``monitor.alerts``.
 """
@@ -16,7 +16,7 @@ from collections import deque
 
 from transformers import TrainerCallback
 
-from dime_trainer.rewards import UNCLOSED_THINK_METRIC
+from dime_trainer.rewards import FLAT_ENV_GROUPS_METRIC, UNCLOSED_THINK_METRIC
 
 LOGGER = logging.getLogger("dime_trainer")
 
@@ -25,11 +25,11 @@ class TrainingHealthMonitor(TrainerCallback):
     """Warn when GRPO stops learning. ``window`` logged steps are averaged before judging."""
 
     def __init__(self, window: int = 5, zero_std_limit: float = 0.9, clipped_limit: float = 0.5,
-                 env_std_floor: float = 1e-3):
+                 flat_env_limit: float = 0.9):
         self.window = window
         self.zero_std_limit = zero_std_limit
         self.clipped_limit = clipped_limit
-        self.env_std_floor = env_std_floor
+        self.flat_env_limit = flat_env_limit
         self.history: dict[str, deque] = {}
         self.alerts: list[tuple[int, str, str]] = []  # (step, check, message)
         self._raised: set[str] = set()
@@ -80,10 +80,11 @@ class TrainingHealthMonitor(TrainerCallback):
         elif clipped is not None:
             self._clear("truncated_completions")
 
-        env_std = self._mean("rewards/reward_env/std")
-        if env_std is not None and env_std <= self.env_std_floor:
+        flat = self._mean(FLAT_ENV_GROUPS_METRIC)
+        if flat is not None and flat >= self.flat_env_limit:
             self._alert(step, "env_reward_flat",
-                        f"rewards/reward_env/std averaged {env_std:.2g}: the env reward no longer varies across "
-                        "completions (all actions alike or all unparsable), so it gives no learning signal.")
-        elif env_std is not None:
+                        f"{flat:.0%} of prompt groups got one env reward for all their completions (averaged over "
+                        f"{self.window} logs): the env reward no longer tells the completions of a prompt apart "
+                        "(they all choose the same action, or are all unparsable), so it gives no learning signal.")
+        elif flat is not None:
             self._clear("env_reward_flat")

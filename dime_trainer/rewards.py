@@ -47,7 +47,9 @@ NO_COMMAND_KINDS = frozenset({"no_command", "bad_json", "multiple_commands"})
 CUT_OFF_KINDS = frozenset({"unclosed_think", "too_long", "not_text"})
 
 VALIDITY_CLEAN, VALIDITY_TOLERATED, VALIDITY_BAD_COMMAND, VALIDITY_NO_COMMAND = 2.0, 1.0, -1.0, -2.0
-UNCLOSED_THINK_METRIC = "dime/unclosed_think_frac"  # logged through TRL's log_metric, read by the monitor
+# logged through TRL's log_metric and read by the monitor
+UNCLOSED_THINK_METRIC = "dime/unclosed_think_frac"
+FLAT_ENV_GROUPS_METRIC = "dime/env_flat_group_frac"  # groups whose completions all got one env reward
 TRIAGE_SAME_ACTION, TRIAGE_SAME_KIND, TRIAGE_OTHER, TRIAGE_UNPARSABLE = 1.0, 0.25, -0.1, -0.5
 
 
@@ -150,6 +152,8 @@ class EnvReward:
         actions = np.array([p.action if p.ok else (UNPARSABLE, 0, 0, 0) for p in parsed], dtype=np.int64).reshape(-1, 4)
         rewards = np.empty(len(parsed))
         components = {name: np.empty(len(parsed)) for name in REWARD_COMPONENTS}
+        if len(snapshot) != len(parsed):
+            raise ValueError(f"reward_env got {len(parsed)} completions but {len(snapshot)} snapshots; TRL passes one per completion")
         groups: dict[bytes, list[int]] = {}
         for i, snap in enumerate(snapshot):
             groups.setdefault(bytes(snap), []).append(i)
@@ -161,6 +165,10 @@ class EnvReward:
         if callable(kwargs.get("log_metric")) and len(parsed):
             for name, values in components.items():
                 kwargs["log_metric"](f"dime/env/{name}", float(values.mean()))
+            sized = [rows for rows in groups.values() if len(rows) > 1]
+            if sized:  # TRL's rewards/reward_env/std is over the whole batch; this is within groups
+                flat = sum(float(np.ptp(rewards[rows])) == 0.0 for rows in sized)
+                kwargs["log_metric"](FLAT_ENV_GROUPS_METRIC, flat / len(sized))
         return [min(ENV_RANGE[1], max(ENV_RANGE[0], float(r))) if math.isfinite(r) else ENV_RANGE[0] for r in rewards]
 
     def __reduce__(self):

@@ -57,7 +57,14 @@ ACCEPTED = [
     ("fenced_bare", "```bash\nkubectl delete pod node-3\n```", RESTART_3,
      ("missing_reasoning", "missing_action_tag", "code_fence", "bare_command")),
     ("repeated_same_command", "kubectl delete pod node-3\nkubectl delete pod node-3", RESTART_3,
-     ("missing_reasoning", "missing_action_tag", "bare_command")),
+     ("missing_reasoning", "missing_action_tag", "bare_command", "extra_text")),
+    ("prose_line_starting_with_kubectl", "kubectl delete pod node-3\nKubectl will then recreate the pod.", RESTART_3,
+     ("missing_reasoning", "missing_action_tag", "bare_command", "extra_text")),
+    ("inline_code_in_tag", "<reasoning>r</reasoning><action>`kubectl delete pod node-3`</action>", RESTART_3, ("bare_command",)),
+    ("shell_prompt_in_tag", "<reasoning>r</reasoning><action>$ kubectl delete pod node-3</action>", RESTART_3, ("bare_command",)),
+    ("reasoning_quotes_the_format",
+     '<reasoning>Format: <action>{"command": "no_op"}</action>; node 3 is OOM.</reasoning>'
+     '<action>{"command": "kubectl delete pod node-3"}</action>', RESTART_3, ()),
     ("no_op_word", "<reasoning>healthy</reasoning><action>no_op</action>", (0, 0, 0, 0), ("bare_command",)),
     ("seed_quick_start", SEED_EXPECTED_OUTPUT, (THROTTLE, 0, 0, 8), ()),
 ]
@@ -77,6 +84,7 @@ REJECTED = [
     ("json_no_command_key", '<action>{"node": 3}</action>', "no_command"),
     ("json_command_not_string", '<action>{"command": 3}</action>', "no_command"),
     ("too_long", "x" * (MAX_ANSWER_CHARS + 1), "too_long"),
+    ("absurdly_nested_json", '<action>{"command": "no_op", "meta": ' + "[" * 5000 + "}</action>", "bad_json"),
     ("bad_node", '<action>{"command": "kubectl delete pod node-9"}</action>', "node_out_of_range"),
     ("bad_rate", '<action>{"command": "kubectl throttle ingress --rate=1.7"}</action>', "rate_out_of_range"),
     ("unknown_verb", '<action>{"command": "kubectl drain node-3"}</action>', "unknown_verb"),
@@ -167,6 +175,7 @@ def test_parse_answer__scaffold_fragments_never_raise(text):
         "`kubectl " * 22_000,
         "```" * 60_000,
         "'" * 190_000,
+        '<action>{"a": ' + "[" * 150_000 + "}</action>",
     ],
     ids=lambda a: repr(a[:12]),
 )
@@ -175,3 +184,11 @@ def test_parse_answer__adversarial_answers_take_linear_time(answer):
     start = time.perf_counter()
     parse_answer(answer)
     assert time.perf_counter() - start < 1.0  # quadratic work on 200k characters would take minutes
+
+
+def test_parsed_answer__pickles_with_its_error():
+    import pickle
+
+    for answer in (CLEAN, "no command here", "<action>{bad json}</action>"):
+        parsed = parse_answer(answer)
+        assert pickle.loads(pickle.dumps(parsed)) == parsed

@@ -72,8 +72,12 @@ def test_dataset__bad_arguments():
 
 
 def test_dataset__save_and_load(dataset, tmp_path):
-    save_dataset(dataset, str(tmp_path / "ds"))
+    build_args = {"tasks": TASKS, "seeds": 2, "max_steps": 12}
+    save_dataset(dataset, str(tmp_path / "ds"), build_args)
     assert load_dataset(str(tmp_path / "ds")).to_dict() == dataset.to_dict()
+    assert load_dataset(str(tmp_path / "ds"), expect_build_args=build_args).to_dict() == dataset.to_dict()
+    with pytest.raises(ValueError, match="seeds: 2 -> 3"):
+        load_dataset(str(tmp_path / "ds"), expect_build_args={**build_args, "seeds": 3})
     save_dataset(dataset.remove_columns(["snapshot"]), str(tmp_path / "bad"))
     with pytest.raises(ValueError, match="snapshot"):
         load_dataset(str(tmp_path / "bad"))
@@ -112,3 +116,10 @@ def test_reward_env__matches_stepping_a_restored_env(dataset):
         env.restore(row["snapshot"])
         expected.append(env.step(action)[1])
     assert rewards == pytest.approx(expected, abs=0)
+
+
+def test_load_dataset__rejects_snapshots_from_another_build(dataset, tmp_path):
+    stale = dataset.select(range(3)).map(lambda row: {"snapshot": b"NOTDIME!" + row["snapshot"][8:]})
+    save_dataset(stale, str(tmp_path / "stale"))
+    with pytest.raises(ValueError, match="incompatible DIME"):
+        load_dataset(str(tmp_path / "stale"))

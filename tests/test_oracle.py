@@ -296,3 +296,10 @@ def test_oracle__env_info_matches_triage_of_its_observation():
         rules.add(d.rule_id)
         obs, _, _, _, info = env.step(oracle_policy(obs))
     assert rules - {10}  # the zone failure made some rule other than "healthy" fire
+
+
+def test_cluster_view__a_mask_passed_as_a_list_is_refused_not_misread():
+    obs = {"cpu_loads": [0.5] * 8, "mem_utilizations": [0.4] * 8, "failed_nodes": [0, 0, 0, 1, 0, 0, 0, 0]}
+    with pytest.raises(ValueError, match="distinct node indices"):
+        ClusterView.from_observation(obs)
+    assert ClusterView.from_observation({**obs, "failed_nodes": [3]}).failed == frozenset({3})

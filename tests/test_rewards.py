@@ -96,17 +96,17 @@ def test_rewards__missing_columns_fail_clearly():
         EnvReward(horizon=-1)
 
 
-def _snapshot() -> bytes:
+def _snapshot_after(steps: int) -> bytes:
     from dime_gym.env import DimeEnv
 
     env = DimeEnv(task="cascading_failure")
     env.reset(seed=3)
-    for _ in range(5):
+    for _ in range(steps):
         env.step([0, 0, 0, 0])
     return env.snapshot()
 
 
-SNAPSHOT = _snapshot()
+SNAPSHOT = _snapshot_after(5)
 
 
 @given(st.lists(st.text(max_size=200), min_size=1, max_size=6))
@@ -129,3 +129,17 @@ def test_reward_env__lookahead_is_a_mean_over_the_horizon():
     assert one_step == [pytest.approx(float(scores.rewards[0]), abs=0)]
     assert looked == [pytest.approx(float(scores.returns[0] / scores.steps[0]), abs=0)]
     assert looked != one_step
+
+
+def test_reward_env__logs_the_flat_group_fraction_and_checks_lengths():
+    from dime_trainer.rewards import FLAT_ENV_GROUPS_METRIC, reward_env
+
+    other = _snapshot_after(9)
+    same = '<reasoning>r</reasoning><action>{"command": "no_op"}</action>'
+    restart = '<reasoning>r</reasoning><action>{"command": "kubectl delete pod node-3"}</action>'
+    logged = {}
+    reward_env(prompts=[None] * 4, completions=[same, same, same, restart], snapshot=[SNAPSHOT, SNAPSHOT, other, other],
+               log_metric=logged.__setitem__)
+    assert logged[FLAT_ENV_GROUPS_METRIC] == 0.5  # group 1 flat, group 2 split
+    with pytest.raises(ValueError, match="snapshots"):
+        reward_env(prompts=[None] * 2, completions=[same, same], snapshot=[SNAPSHOT])

@@ -64,28 +64,23 @@ def test_smoke__adapter_saved_and_reloads_to_the_same_logits(first_run):
             assert not torch.equal(reloaded(ids).logits, trained(ids).logits)
 
 
-def test_smoke__resumes_from_a_checkpoint(first_run):
+def test_smoke__resumes_from_a_checkpoint_and_merges(first_run):
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
     out, first = first_run
     checkpoint = out / "checkpoint-2"
     assert checkpoint.exists()
     before = [entry for entry in first.state.log_history if "loss" in entry]
     trainer = run("--output_dir", str(out), "--max_steps", "3", "--save_steps", "10", "--dataset_path", str(out / "prompts"),
-                  "--resume_from_checkpoint", str(checkpoint))
+                  "--resume_from_checkpoint", str(checkpoint), "--merge_adapter", "true")
     after = [entry for entry in trainer.state.log_history if "loss" in entry]
     assert trainer.state.global_step == 3
     assert [entry["step"] for entry in after] == [1, 2, 3]
     assert after[:2] == before  # steps 1-2 restored from the checkpoint (wall-clock step_time included), not re-run
-
-
-def test_merge_adapter__writes_a_bf16_model(first_run, tmp_path):
-    from transformers import AutoModelForCausalLM
-
-    from dime_trainer.cli import merge_adapter
-
-    out, trainer = first_run
-    from peft import PeftModel
-
-    model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(out / "tiny-qwen3"), out)
-    merge_adapter(model, trainer.processing_class, tmp_path / "merged")
-    merged = AutoModelForCausalLM.from_pretrained(tmp_path / "merged")
-    assert merged.dtype == torch.bfloat16 or next(merged.parameters()).dtype == torch.bfloat16
+    merged = AutoModelForCausalLM.from_pretrained(out / "merged")
+    assert next(merged.parameters()).dtype == torch.bfloat16
+    adapted = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(out / "tiny-qwen3"), out).eval()
+    ids = torch.tensor([[1, 5, 9, 42, 7, 3]])
+    with torch.no_grad():
+        torch.testing.assert_close(merged.float()(ids).logits, adapted(ids).logits, atol=0.1, rtol=0.05)

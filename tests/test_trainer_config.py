@@ -9,7 +9,7 @@ import pytest
 
 from dime_trainer.cli import CONFIG_DIR, expand_shortcuts, make_parser
 from dime_trainer.monitor import TrainingHealthMonitor
-from dime_trainer.rewards import UNCLOSED_THINK_METRIC
+from dime_trainer.rewards import FLAT_ENV_GROUPS_METRIC, UNCLOSED_THINK_METRIC
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 # Overrides that let the GPU recipe be parsed on a CPU machine (GRPOConfig refuses bf16 without CUDA).
@@ -76,7 +76,8 @@ def test_monitor__re_arms_after_recovery():
 
 def test_monitor__truncation_inside_think_and_flat_env_reward():
     monitor = TrainingHealthMonitor(window=2)
-    _feed(monitor, 2, **{"completions/clipped_ratio": 0.9, UNCLOSED_THINK_METRIC: 0.8, "rewards/reward_env/std": 0.0})
+    _feed(monitor, 2, **{"completions/clipped_ratio": 0.9, UNCLOSED_THINK_METRIC: 0.8, FLAT_ENV_GROUPS_METRIC: 1.0,
+                         "rewards/reward_env/std": 0.7})  # batch-wide std can stay high while every group is flat
     checks = {a[1]: a[2] for a in monitor.alerts}
     assert set(checks) == {"truncated_completions", "env_reward_flat"}
     assert "unclosed <think>" in checks["truncated_completions"] and "enable_thinking" in checks["truncated_completions"]
@@ -84,5 +85,5 @@ def test_monitor__truncation_inside_think_and_flat_env_reward():
 
 def test_monitor__silent_on_a_healthy_run():
     monitor = TrainingHealthMonitor(window=2)
-    _feed(monitor, 6, frac_reward_zero_std=0.1, **{"completions/clipped_ratio": 0.0, "rewards/reward_env/std": 0.8})
+    _feed(monitor, 6, frac_reward_zero_std=0.1, **{"completions/clipped_ratio": 0.0, FLAT_ENV_GROUPS_METRIC: 0.1})
     assert monitor.alerts == []

@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
-from dime_gym.text.commands import CommandParseError, parse_command
+from dime_gym.text.commands import NO_OP_WORDS, CommandParseError, parse_command
 
 MAX_ANSWER_CHARS = 200_000
 MAX_COMMAND_LINES = 8  # more command lines than this is not one answer (and bounds the work)
@@ -33,7 +33,6 @@ RESCUES = (
 )
 ANSWER_ERROR_KINDS = ("not_text", "too_long", "unclosed_think", "no_command", "bad_json", "multiple_commands")
 _ALTERNATE_KEYS = ("raw_command", "cmd", "action", "kubectl")
-_NO_OP_WORDS = frozenset({"no_op", "no-op", "noop", "observe"})
 _LINE_MARKERS = "$>-*` \t"  # shell prompts, list bullets and inline-code ticks before a command
 
 
@@ -134,10 +133,10 @@ def _command_from_json(text: str, rescues: list[str]) -> str:
     candidate = text[start : end + 1]
     try:
         value = json.loads(candidate)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: absurdly deep nesting
         try:
             value = json.loads(candidate.replace("'", '"'))
-        except ValueError:
+        except (ValueError, RecursionError):
             raise _fail("bad_json", 'the action is not valid JSON; write {"command": "kubectl ..."}', text) from None
         rescues.append("single_quotes")
     if not isinstance(value, dict):
@@ -161,7 +160,7 @@ def _command_lines(text: str) -> list[str]:
         for piece in pieces:
             candidate = piece.strip().lstrip(_LINE_MARKERS).strip().rstrip(".;`")
             head = candidate.split(None, 1)[0].lower() if candidate else ""
-            if head in ("kubectl", "aws") or (candidate.lower() in _NO_OP_WORDS):
+            if head in ("kubectl", "aws") or (candidate.lower() in NO_OP_WORDS):
                 found.append(candidate)
     return found
 
@@ -184,25 +183,25 @@ def _command_from_lines(text: str, rescues: list[str]) -> str:
         raise _fail("no_command", 'no command found; answer with <action>{"command": "kubectl ..."}</action>', text)
     if len(lines) > MAX_COMMAND_LINES:
         raise _fail("multiple_commands", f"the answer holds {len(lines)} command lines; give exactly one", text)
-    actions = set()
+    valid: dict[tuple, str] = {}  # action -> first line giving it; lines that do not parse are prose
     for line in lines:
         try:
-            actions.add(parse_command(line).action)
+            valid.setdefault(parse_command(line).action, line)
         except CommandParseError:
-            actions.add(line)
-    if len(actions) > 1:
-        raise _fail("multiple_commands", f"the answer holds {len(lines)} different commands ({lines[0]!r}, {lines[1]!r}, ...); "
+            pass
+    if len(valid) > 1:
+        first, second = list(valid.values())[:2]
+        raise _fail("multiple_commands", f"the answer holds {len(valid)} different commands ({first!r}, {second!r}, ...); "
                     "give exactly one", text)
+    command = next(iter(valid.values())) if valid else lines[0]  # none valid: report the first's grammar error
     rescues.append("bare_command")
-    if len(lines) == 1 and text.strip() != lines[0]:
+    if text.strip() != command:
         rescues.append("extra_text")
-    return lines[0]
+    return command
 
 
 def _extract_command(body: str, rescues: list[str]) -> str:
     """The command text of an answer with its think block already removed."""
-    if body.count("<action>") > 1:
-        raise _fail("multiple_commands", f"the answer has {body.count('<action>')} <action> blocks; give exactly one", body)
     reasoning = _block(body, "<reasoning>", "</reasoning>")
     if reasoning is None:
         rest = body
@@ -211,6 +210,8 @@ def _extract_command(body: str, rescues: list[str]) -> str:
     else:  # never closed: it runs up to the <action> tag, if there is one
         action_at = body.find("<action>", reasoning[0])
         rest = body[: reasoning[0]] + (body[action_at:] if action_at >= 0 else body[reasoning[0] + len("<reasoning>") :])
+    if rest.count("<action>") > 1:  # (counted after the reasoning, which may quote the format)
+        raise _fail("multiple_commands", f"the answer has {rest.count('<action>')} <action> blocks; give exactly one", body)
     action = _block(rest, "<action>", "</action>")
     if action is None:
         rescues.append("missing_action_tag")
@@ -233,7 +234,9 @@ def _extract_command(body: str, rescues: list[str]) -> str:
                 raise
     if action is not None and len(content.strip().splitlines()) == 1:
         rescues.append("bare_command")
-        return content.strip()
+        line = content.strip()
+        cleaned = _command_lines(line)  # drops a `$ ` prompt or inline-code ticks
+        return cleaned[0] if len(cleaned) == 1 else line
     return _command_from_lines(content, rescues)
 
 

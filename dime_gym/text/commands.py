@@ -56,8 +56,8 @@ COMMAND_FORMS = (  # one per action kind, in ACTION_KINDS order
     "kubectl logs node-<i>",
 )
 
-_NO_OP_WORDS = frozenset({"no_op", "no-op", "noop", "observe"})
-_STARTERS = _NO_OP_WORDS | {"kubectl", "aws"}
+NO_OP_WORDS = frozenset({"no_op", "no-op", "noop", "observe"})
+_STARTERS = NO_OP_WORDS | {"kubectl", "aws"}
 _POD_TYPES = frozenset({"pod", "pods", "po"})
 _DEPLOY_TYPES = frozenset({"deployment", "deployments", "deploy"})
 # Regexes are matched per token (or once per command), with no nested quantifiers: linear time.
@@ -85,6 +85,9 @@ class CommandParseError(ValueError):
         super().__init__(message)
         self.kind = kind
         self.command = command[:200]
+
+    def __reduce__(self):  # pickles (e.g. to AsyncVectorEnv workers) with all three fields
+        return type(self), (self.kind, str(self), self.command)
 
     def __eq__(self, other: object) -> bool:  # value semantics, so parse results compare equal
         if not isinstance(other, CommandParseError):
@@ -213,7 +216,7 @@ class _Parser:
         if sum(t in ("kubectl", "aws") for t in tokens) > 1:
             self.fail("multiple_commands", "several commands given")
         head = tokens[0]
-        if head in _NO_OP_WORDS and len(tokens) == 1:
+        if head in NO_OP_WORDS and len(tokens) == 1:
             action = (NO_OP, 0, 0, 0)
         elif head == "kubectl":
             action = self.kubectl(tokens)

@@ -60,8 +60,8 @@ def build_system_prompt() -> str:
         f"Nodes 1-{N_NODES - 1} are stateless workers behind a load balancer.",
         "",
         f"Each step is {STEP_SECONDS:g} seconds. You see the cluster state as JSON: per-node lists are "
-        "indexed by node; cpu_loads and mem_utilizations are fractions, -1 means that node's telemetry "
-        "was dropped (kubectl logs node-<i> reveals it); failed_nodes and restarting_nodes list node "
+        "indexed by node; cpu_loads and mem_utilizations are fractions, and -1 in them or in "
+        "queue_lengths means that node's telemetry was dropped (kubectl logs node-<i> reveals it); failed_nodes and restarting_nodes list node "
         f"indices; latencies are in ms and request_rate in requests/s. A node whose memory reaches "
         f"{OOM_THRESHOLD:g} is OOM-killed. The p99 latency SLO is {SLO_P99_MS:g} ms; error_budget "
         f"(0-{ERROR_BUDGET_MAX:g}) burns while requests are lost or slow, and once it is empty a throttle "
