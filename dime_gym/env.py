@@ -306,11 +306,6 @@ class DimeEnv(gym.Env):
             info["oracle"] = OracleInfo(obs)
         return obs, result[RESULT_REWARD], False, result[RESULT_TRUNCATED], info
 
-    def step_unparsable(self):
-        """Advance one step for an agent answer that held no valid command: a no-op charged
-        as an invalid action (``ERR_UNPARSABLE``); the same as ``step(UNPARSABLE_ANSWER)``."""
-        return self.step(UNPARSABLE_ANSWER)
-
     def _raise_refused(self, status: int, action) -> None:
         """Raise the error for a step the kernel refused (it changed nothing)."""
         if self._episode is None:

@@ -20,23 +20,32 @@ SPECIAL_TOKENS = ("<|endoftext|>", "<|im_start|>", "<|im_end|>")
 QWEN3_ADDED_TOKENS = ("<think>", "</think>", "<tool_call>", "</tool_call>", "<tool_response>", "</tool_response>")
 
 
-def _corpus() -> list[str]:
-    """Text the tokenizer learns from: the system prompt, rendered states and every command."""
+def _oracle_states(steps: int):
+    """``(obs, info)`` of the first ``steps`` states of one oracle-driven episode per task
+    (task i on seed i)."""
     import gymnasium as gym
-    import numpy as np
 
     import dime_gym  # noqa: F401 - registers DIME-v0
     from dime_gym.scenarios import TASK_IDS
+
+    for seed, task in enumerate(TASK_IDS):
+        env = gym.make("DIME-v0", task=task)
+        obs, info = env.reset(seed=seed)
+        for _ in range(steps):
+            yield obs, info
+            obs, _, _, _, info = env.step(info["oracle"]["action"])
+
+
+def _corpus() -> list[str]:
+    """Text the tokenizer learns from: the system prompt, rendered states and every command."""
+    import numpy as np
+
     from dime_gym.text import SYSTEM_PROMPT, format_action, render_user_message
     from dime_gym.text.commands import canonical_actions
 
     lines = SYSTEM_PROMPT.splitlines()
-    for seed, task in enumerate(TASK_IDS):
-        env = gym.make("DIME-v0", task=task)
-        obs, info = env.reset(seed=seed)
-        for _ in range(4):
-            lines.extend(render_user_message(obs, info).splitlines())
-            obs, _, _, _, info = env.step(info["oracle"]["action"])
+    for obs, info in _oracle_states(steps=4):
+        lines.extend(render_user_message(obs, info).splitlines())
     commands = [format_action(a) for a in canonical_actions()]
     lines.extend(f'<reasoning>Rule {i % 10 + 1} applies.</reasoning>\n<action>{{"command": "{c}"}}</action>'
                  for i, c in enumerate(commands))
@@ -83,28 +92,19 @@ def build_tiny_model(tokenizer, hidden_size: int = 64, num_layers: int = 2, seed
     return model
 
 
-def oracle_answer_examples(tokenizer, episodes_per_task: int = 1, steps: int = 3) -> list[tuple[list[int], list[int]]]:
+def oracle_answer_examples(tokenizer, steps: int = 3) -> list[tuple[list[int], list[int]]]:
     """``(prompt_ids, answer_ids)`` pairs: DIME prompts (chat template, thinking off, as in
     the smoke config) and the triage oracle's answer in the required format."""
-    import gymnasium as gym
-
-    import dime_gym  # noqa: F401 - registers DIME-v0
-    from dime_gym.scenarios import TASK_IDS
     from dime_gym.text import render_messages
 
     examples = []
-    for task_index, task in enumerate(TASK_IDS):
-        env = gym.make("DIME-v0", task=task)
-        for episode in range(episodes_per_task):
-            obs, info = env.reset(seed=task_index * episodes_per_task + episode)
-            for _ in range(steps):
-                oracle = info["oracle"]
-                prompt = tokenizer.apply_chat_template(render_messages(obs, info), add_generation_prompt=True, tokenize=False,
-                                                       enable_thinking=False)
-                answer = (f'<reasoning>Rule {oracle["rule_id"]} ({oracle["rule"]}) applies.</reasoning>\n'
-                          f'<action>{{"command": "{oracle["command"]}"}}</action>{tokenizer.eos_token}')
-                examples.append((tokenizer(prompt)["input_ids"], tokenizer(answer)["input_ids"]))
-                obs, _, _, _, info = env.step(oracle["action"])
+    for obs, info in _oracle_states(steps):
+        oracle = info["oracle"]
+        prompt = tokenizer.apply_chat_template(render_messages(obs, info), add_generation_prompt=True, tokenize=False,
+                                               enable_thinking=False)
+        answer = (f'<reasoning>Rule {oracle["rule_id"]} ({oracle["rule"]}) applies.</reasoning>\n'
+                  f'<action>{{"command": "{oracle["command"]}"}}</action>{tokenizer.eos_token}')
+        examples.append((tokenizer(prompt)["input_ids"], tokenizer(answer)["input_ids"]))
     return examples
 
 

@@ -21,7 +21,6 @@ from dime_gym.scenarios import TASK_IDS
 from dime_gym.text.commands import COMMAND_FORMS
 from dime_gym.text.env import TEXT_CHARSET
 from dime_gym.text.prompts import (
-    CONTEXT_KEYS,
     OUTPUT_FORMAT,
     SYSTEM_PROMPT,
     USER_PREFIX,
@@ -33,6 +32,7 @@ from dime_gym.text.prompts import (
 )
 
 # The seed model card's Quick Start observation, verbatim.
+CONTEXT_KEYS = ("task_hint", "last_command", "action_errors")  # after the observation; then "logs" after query_logs
 SEED_OBS = {
     "cpu_loads": [0.45, 0.82, 0.79, 0.88, 0.75, 0.81, 0.77, 0.73],
     "mem_utilizations": [0.41, 0.68, 0.71, 0.65, 0.62, 0.70, 0.66, 0.64],

@@ -71,13 +71,8 @@ class ParsedAnswer:
         return self.error is None and not self.rescues and not self.notes
 
 
-class _Failed(Exception):
-    def __init__(self, error: CommandParseError):
-        self.error = error
-
-
-def _fail(kind: str, message: str, text: str = "") -> _Failed:
-    return _Failed(CommandParseError(kind, message, text))
+def _fail(kind: str, message: str, text: str = "") -> CommandParseError:
+    return CommandParseError(kind, message, text)
 
 
 def _block(text: str, open_tag: str, close_tag: str) -> tuple[int, int, int] | None:
@@ -200,9 +195,9 @@ def _command_from_lines(text: str, rescues: list[str]) -> str:
     return command
 
 
-def _extract_command(body: str, rescues: list[str]) -> str:
-    """The command text of an answer with its think block already removed."""
-    reasoning = _block(body, "<reasoning>", "</reasoning>")
+def _extract_command(body: str, reasoning: tuple[int, int, int] | None, rescues: list[str]) -> str:
+    """The command text of an answer with its think block already removed (``reasoning``: its
+    ``<reasoning>`` block, from :func:`_block`)."""
     if reasoning is None:
         rest = body
     elif reasoning[2] > reasoning[1]:  # closed: drop the whole block
@@ -229,7 +224,7 @@ def _extract_command(body: str, rescues: list[str]) -> str:
             command = _command_from_json(content, json_rescues)
             rescues.extend(json_rescues)
             return command
-        except _Failed:
+        except CommandParseError:
             if action is not None or not _command_lines(content):
                 raise
     if action is not None and len(content.strip().splitlines()) == 1:
@@ -255,10 +250,8 @@ def parse_answer(text: str) -> ParsedAnswer:
             reasoning = body[block[0] + len("<reasoning>") : block[1]].strip()
         if not reasoning:
             rescues.append("missing_reasoning")
-        raw = _extract_command(body, rescues)
+        raw = _extract_command(body, block, rescues)
         parsed = parse_command(raw)
-    except _Failed as failed:
-        return ParsedAnswer(None, None, raw, reasoning, thinking, tuple(dict.fromkeys(rescues)), (), failed.error)
     except CommandParseError as error:
         return ParsedAnswer(None, None, raw, reasoning, thinking, tuple(dict.fromkeys(rescues)), (), error)
     return ParsedAnswer(parsed.action, parsed.command, raw, reasoning, thinking, tuple(dict.fromkeys(rescues)), parsed.notes, None)

@@ -30,9 +30,6 @@ from dime_gym.text.commands import COMMAND_FORMS
 USER_PREFIX = "Current system state:\n"
 USER_SUFFIX = "\nWhat action should be taken?"
 OUTPUT_FORMAT = '<reasoning>One sentence identifying which rule applies.</reasoning>\n<action>{"command": "kubectl ..."}</action>'
-# The JSON keys a prompt adds after the observation fields, in order; then "logs", only
-# after a query_logs.
-CONTEXT_KEYS = ("task_hint", "last_command", "action_errors")
 LAST_COMMAND_STATUSES = ("applied", "rejected", "unparsable")
 
 
@@ -152,7 +149,7 @@ def parse_state(user_message: str) -> dict:
 
 
 __all__ = [
-    "CONTEXT_KEYS", "LAST_COMMAND_STATUSES", "OUTPUT_FORMAT", "SYSTEM_PROMPT", "USER_PREFIX", "USER_SUFFIX",
+    "LAST_COMMAND_STATUSES", "OUTPUT_FORMAT", "SYSTEM_PROMPT", "USER_PREFIX", "USER_SUFFIX",
     "build_system_prompt", "chat_messages", "format_state", "last_command_report", "parse_state", "step_report",
     "render_messages", "render_user_message", "state_json",
 ]
