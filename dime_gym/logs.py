@@ -25,6 +25,8 @@ def log_excerpt(s, node: int) -> list[str]:
         lines.append(f"{prefix} last_event={EVENT_NAMES[int(s['last_event'][node])]}")
     if s["zombie"][node]:
         lines.append(f"{prefix} ERROR request handler stuck: 0 of {s['arrival_rps'][node]:.0f} rps answered, clients time out")
+    if s["split_brain"][node]:
+        lines.append(f"{prefix} ERROR replication: writes conflict with the primary (split brain); fence or restart this node")
     if s["mem_leaked"][node] > 0.05:
         lines.append(f"{prefix} WARN heap grows every step; {s['mem_leaked'][node]:.2f} of memory held by objects GC cannot reclaim")
     if s["overload_streak"][node] > 0:

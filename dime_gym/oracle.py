@@ -4,9 +4,10 @@ Each rule is ``(id, name, test, act)``: ``test(view)`` returns ``None`` or a mat
 nodes it found), ``act(view, match)`` the action. The thresholds live once in
 ``TRIAGE_THRESHOLDS``; the system prompt renders its rule text from the same values.
 
-Four fixes over the original, which each cost it score: DB recovery is checked before the
+Five fixes over the original, which each cost it score: DB recovery is checked before the
 black-swan rule (the seed's priority inversion); a throttle that is already in force is held
-(no_op) instead of being re-issued every step; and rule 10 releases a throttle, in stages,
+(no_op) instead of being re-issued every step, and so is one the empty error budget would
+refuse (tightening is not allowed then); rule 10 releases a throttle, in stages,
 once the load it would let back in projects under the scale and DB-stress thresholds, so a
 throttle is never left on forever; and rule 9 does not scale while a node is restarting
 (its capacity is already on the way back, and a cold replica only loads the database).
@@ -218,8 +219,9 @@ def triage(obs: Mapping) -> Decision:
         if match is None:
             continue
         action = rule.act(view, match)
-        if action[0] == THROTTLE and abs(rate_from_level(action[3]) - view.throttle_rate) < 1e-6:
-            action = (NO_OP, 0, 0, 0)  # already in force: hold it
+        if action[0] == THROTTLE and (abs(rate_from_level(action[3]) - view.throttle_rate) < 1e-6
+                                      or (view.error_budget <= 0.0 and rate_from_level(action[3]) < view.throttle_rate)):
+            action = (NO_OP, 0, 0, 0)  # already in force, or a tightening the empty error budget refuses: hold
         return Decision(action=action, command=format_action(action), rule_id=rule.id, rule_name=rule.name)
     raise AssertionError("rule 10 always matches")
 

@@ -5,6 +5,10 @@ that seed.
 * ``noop``: never acts.  ``random``: uniform over the action space (seeded).
 * ``oracle``: the 10-rule triage oracle.  ``threshold``: a simple reactive baseline.
 * ``reference``: the task's scripted kubectl solution (knows the fault: an upper reference).
+* ``planner``: full-state lookahead over ``score_actions`` (knows the simulator: an upper reference).
+* ``blind_t<pct>_s<k>``: observation-blind probes: throttle to ``pct`` % at step 0 and hold it,
+  add ``k`` replicas right after, then never act again (``blind_t100_s0`` is noop). A valid
+  benchmark ranks every one of them far below a policy that reads the cluster.
 * ``throttle_all``, ``restart_spam``, ``scale_spam``, ``logs_spam``: degenerate policies the
   graders must rank below doing nothing.
 """
@@ -12,12 +16,24 @@ that seed.
 from __future__ import annotations
 
 import abc
+import re
 from collections.abc import Callable
 
 import numpy as np
 
-from dime_gym.core.actions import ACTION_NVEC, QUERY_LOGS, RESTART, SCALE_UP, THROTTLE
-from dime_gym.core.state import DB, FIRST_WORKER, N_NODES
+from dime_gym.core.actions import (
+    ACTION_NVEC,
+    NO_OP,
+    QUERY_LOGS,
+    RATE_LEVELS,
+    REROUTE,
+    RESTART,
+    SCALE_UP,
+    THROTTLE,
+    level_from_rate,
+    rate_from_level,
+)
+from dime_gym.core.state import DB, FIRST_WORKER, MAX_REPLICAS, N_NODES
 from dime_gym.oracle import oracle_policy
 
 NO_OP_ACTION = np.zeros(4, dtype=np.int64)
@@ -113,6 +129,92 @@ class CyclingPolicy(Policy):
         return np.array([self.kind, node, 0, self.level], dtype=np.int64)
 
 
+class BlindPolicy(Policy):
+    """An observation-blind probe: throttle to ``rate_level / 20`` at step 0 (skipped at 20, no
+    throttle), then ``scale_ups`` scale-ups on the following steps, then no_op for ever."""
+
+    def __init__(self, rate_level: int, scale_ups: int = 0):
+        if not 0 <= rate_level < RATE_LEVELS or not 0 <= scale_ups <= MAX_REPLICAS:
+            raise ValueError(f"a blind policy takes rate_level in [0, {RATE_LEVELS - 1}] and scale_ups in [0, {MAX_REPLICAS}], "
+                             f"got {rate_level}, {scale_ups}")
+        self.name = blind_policy_name(rate_level, scale_ups)
+        plan = [] if rate_level == RATE_LEVELS - 1 else [np.array([THROTTLE, 0, 0, rate_level], dtype=np.int64)]
+        plan += [np.array([SCALE_UP, 0, 0, 0], dtype=np.int64)] * scale_ups
+        self.plan = tuple(plan)
+
+    def __call__(self, obs, info):
+        step = int(obs["step"][0])
+        return self.plan[step].copy() if step < len(self.plan) else NO_OP_ACTION.copy()
+
+
+def blind_policy_name(rate_level: int, scale_ups: int) -> str:
+    """``blind_t<percent>_s<scale_ups>``, e.g. ``blind_t80_s1``."""
+    return f"blind_t{round(100 * rate_from_level(rate_level))}_s{scale_ups}"
+
+
+BLIND_POLICIES = tuple(blind_policy_name(level, k) for level in range(RATE_LEVELS) for k in range(MAX_REPLICAS + 1))
+"""The whole observation-blind family: every throttle level held from step 0 (100 % = none)
+crossed with 0-4 scale-ups at the start."""
+
+_BLIND_NAME = re.compile(r"blind_t(\d{1,3})_s(\d)")
+
+
+def _blind_from_name(name: str) -> BlindPolicy | None:
+    match = _BLIND_NAME.fullmatch(name)
+    if match is None or int(match[1]) % 5 or int(match[1]) > 100:
+        return None
+    return BlindPolicy(level_from_rate(int(match[1]) / 100), int(match[2]))
+
+
+# Candidates the planner weighs each step: every distinct valid operation (log queries only
+# cost friction without changing the physics, invalid reroutes only cost more).
+PLANNER_CANDIDATES = np.array(
+    [(NO_OP, 0, 0, 0), (SCALE_UP, 0, 0, 0)]
+    + [(RESTART, i, 0, 0) for i in range(N_NODES)]
+    + [(REROUTE, a, b, 0) for a in range(FIRST_WORKER, N_NODES) for b in range(FIRST_WORKER, N_NODES) if a != b]
+    + [(THROTTLE, 0, 0, level) for level in range(RATE_LEVELS)],
+    dtype=np.int64,
+)
+PLANNER_HORIZON = 6
+
+
+class PlannerPolicy(Policy):
+    """Full-state lookahead: each step, try every candidate from a copy of the true state and
+    keep the one whose episode grader score is highest after it and ``horizon`` more steps of
+    no_op (a throttle stays in force), ties to the earlier candidate (no_op first).
+
+    It reads the simulator's state and params (the scheduled load and faults included), not the
+    observation: like ``reference``, an upper reference that shows the headroom above the
+    triage oracle, not an operator a model could imitate from the prompt.
+    """
+
+    name = "planner"
+
+    def __init__(self, horizon: int = PLANNER_HORIZON):
+        self.horizon = int(horizon)
+
+    def reset(self, seed, episode):
+        from dime_gym.snapshot import SnapshotContents
+
+        self.contents = SnapshotContents(task=episode.task.id, params=episode.params.copy(), state=episode.state.copy(),
+                                         facts=dict(episode.facts))
+
+    def __call__(self, obs, info):
+        from dime_gym.core.batch import BatchOutputs, advance_batch
+        from dime_gym.counterfactual import score_actions
+
+        state = self.contents.state
+        if int(obs["step"][0]) != int(state["step"]):
+            raise RuntimeError(f"the planner's copy is at step {int(state['step'])} but the env at {int(obs['step'][0])}: "
+                               "call reset(seed, episode) before each episode and step the env with the planner's actions")
+        scores = score_actions(self.contents, PLANNER_CANDIDATES, horizon=self.horizon, continuation="noop").scores
+        action = PLANNER_CANDIDATES[int(np.argmax(scores))]
+        params, states = self.contents.params.reshape(1), state.reshape(1)
+        advance_batch(params, states, action.reshape(1, 4), np.ones(1, dtype=np.bool_),
+                      np.full(1, int(params[0]["episode_steps"]), dtype=np.int64), BatchOutputs.allocate(1), False)
+        return action.copy()
+
+
 def make_policy(name: str) -> Policy:
     """A fresh built-in policy by name; ``ValueError`` listing the names otherwise."""
     factories: dict[str, Callable[[], Policy]] = {
@@ -121,15 +223,20 @@ def make_policy(name: str) -> Policy:
         "oracle": lambda: FunctionPolicy("oracle", lambda obs, info: oracle_policy(obs)),
         "threshold": ThresholdPolicy,
         "reference": ReferencePolicy,
+        "planner": PlannerPolicy,
         "throttle_all": lambda: CyclingPolicy("throttle_all", THROTTLE, (DB,), level=0),
         "restart_spam": lambda: CyclingPolicy("restart_spam", RESTART),
         "scale_spam": lambda: CyclingPolicy("scale_spam", SCALE_UP, (DB,)),
         "logs_spam": lambda: CyclingPolicy("logs_spam", QUERY_LOGS),
     }
+    blind = _blind_from_name(name)
+    if blind is not None:
+        return blind
     if name not in factories:
-        raise ValueError(f"unknown policy {name!r}; built-in policies: {', '.join(factories)}")
+        raise ValueError(f"unknown policy {name!r}; built-in policies: {', '.join(factories)}, "
+                         "and blind_t<percent>_s<scale-ups> (percent a multiple of 5 up to 100, scale-ups 0-4)")
     return factories[name]()
 
 
-BUILTIN_POLICIES = ("noop", "random", "oracle", "threshold", "reference", "throttle_all", "restart_spam", "scale_spam", "logs_spam")
+BUILTIN_POLICIES = ("noop", "random", "oracle", "threshold", "reference", "planner", "throttle_all", "restart_spam", "scale_spam", "logs_spam")
 DEGENERATE_POLICIES = ("throttle_all", "restart_spam", "scale_spam", "logs_spam")

@@ -67,8 +67,9 @@ ERROR_MESSAGES = {
 }
 
 # Friction (action cost) by kind, before the invalid-action surcharge.
-FRICTION_BY_KIND = np.array([0.0, 0.10, 0.05, 0.20, 0.05, 0.02])
+FRICTION_BY_KIND = np.array([0.0, 0.10, 0.02, 0.20, 0.02, 0.02])
 FRICTION_DB_RESTART_EXTRA = 0.10
+FRICTION_RESTART_FAILED = 0.02  # restarting a node that is already down disrupts nothing: a recovery
 FRICTION_INVALID = 0.25
 
 
@@ -96,6 +97,7 @@ def begin_restart(s, node):
     s.auto_restart_left[node] = 0
     s.failed[node] = 0
     s.zombie[node] = 0
+    s.split_brain[node] = 0
     s.queue[node] = 0.0
     s.mem[node] = MEM_AFTER_RESTART
     s.mem_leaked[node] = 0.0
@@ -128,8 +130,13 @@ def apply_action(p, s, action):
     if kind == UNPARSABLE:
         errors |= ERR_UNPARSABLE
         kind = NO_OP
+    # a restart that kubelet began in this very step's timer tick (the agent saw the node down)
+    restarted_by_kubelet = s.restart_left[node] == RESTART_STEPS  # (a manual one has ticked down since)
+    was_down = s.failed[node] == 1
     if kind == RESTART:
-        if s.restart_left[node] > 0:
+        if restarted_by_kubelet:
+            pass  # what was asked is already under way: nothing to do, nothing to charge
+        elif s.restart_left[node] > 0:
             errors |= ERR_NODE_RESTARTING
         elif s.cooldown_left[node] > 0:
             errors |= ERR_RESTART_COOLDOWN
@@ -173,8 +180,13 @@ def apply_action(p, s, action):
         s.dropped[node] = 0
 
     friction = FRICTION_BY_KIND[kind]
-    if kind == RESTART and node == DB:
-        friction += FRICTION_DB_RESTART_EXTRA
+    if kind == RESTART:
+        if restarted_by_kubelet:
+            friction = 0.0
+        elif was_down:
+            friction = FRICTION_RESTART_FAILED
+        elif node == DB:
+            friction += FRICTION_DB_RESTART_EXTRA
     if errors != 0:
         friction += FRICTION_INVALID
         s.n_invalid_actions += 1

@@ -44,6 +44,7 @@ from dime_gym.core.params import (
     OVERLOAD_STEPS_TO_CRASH,
     POOL_EXHAUSTED_FRACTION,
     REPLICA_WEIGHT,
+    SPLIT_BRAIN_CPU,
     UTIL_CEILING,
     WORKER_SERVICE_MS,
 )
@@ -58,6 +59,7 @@ from dime_gym.core.state import (
     EVENT_OVERLOAD_CRASH,
     EVENT_POOL_EXHAUSTED,
     EVENT_RESTARTED,
+    EVENT_SPLIT_BRAIN,
     EVENT_ZOMBIE,
     FIRST_WORKER,
     LATENCY_CAP_MS,
@@ -92,6 +94,7 @@ def fail_node(s, i, event):
     s.queue[i] = 0.0
     s.overload_streak[i] = 0
     s.zombie[i] = 0
+    s.split_brain[i] = 0
     s.last_event[i] = event
     s.auto_restart_left[i] = DB_AUTO_RESTART_BACKOFF_STEPS if i == DB else AUTO_RESTART_BACKOFF_STEPS
     if i == DB:
@@ -138,6 +141,9 @@ def fire_scheduled_faults(p, s):
         if p.zombie_step[i] == s.step and is_serving(s, i):
             s.zombie[i] = 1
             s.last_event[i] = EVENT_ZOMBIE
+        if p.split_brain_step[i] == s.step and is_serving(s, i):
+            s.split_brain[i] = 1
+            s.last_event[i] = EVENT_SPLIT_BRAIN
     if p.pool_leak_start_step == s.step:
         s.db_pool_leaking = 1
     if s.db_pool_leaking == 1 and is_serving(s, DB):
@@ -173,6 +179,19 @@ def effective_route_weights(s, eff):
         else:
             eff[nxt] += 0.5 * s.route_weight[i]
             eff[prv] += 0.5 * s.route_weight[i]
+
+
+@kernel
+def split_brain_contention(p, s, admitted):
+    """DB io contention from split-brain workers: ``replication_io`` for each one serving a fair
+    share of the admitted traffic, in proportion to its share (routing traffic away from it
+    fences it; shedding load everywhere does not, since its share stays the same)."""
+    contention = 0.0
+    fair_share = admitted / N_WORKERS
+    for i in range(FIRST_WORKER, N_NODES):
+        if s.split_brain[i] == 1 and is_serving(s, i) and fair_share > 0.0:
+            contention += p.replication_io * min(1.0, s.arrival_rps[i] / fair_share)
+    return contention
 
 
 @kernel
@@ -225,7 +244,7 @@ def step_cluster(p, s, action):
 
     # --- database capacity and demand ------------------------------------------------------
     db_up = is_serving(s, DB)
-    contention = p.replication_io + p.replica_io_penalty * active_replicas
+    contention = p.replica_io_penalty * active_replicas + split_brain_contention(p, s, admitted)
     db_capacity = p.db_capacity_rps * s.db_pool_free / (1.0 + DB_REPLICATION_CAPACITY_LOSS * contention)
     if p.db_slowdown_start_step >= 0 and p.db_slowdown_start_step <= s.step < p.db_slowdown_start_step + p.db_slowdown_steps:
         db_capacity *= p.db_slowdown_factor
@@ -284,6 +303,8 @@ def step_cluster(p, s, action):
         mu_i = mu * (1.0 - GC_CAPACITY_LOSS * gc_pressure[i])
         rho = served / mu_i
         s.cpu[i] = CPU_BACKGROUND + (1.0 - CPU_BACKGROUND) * rho
+        if s.split_brain[i] == 1:
+            s.cpu[i] = min(1.0, s.cpu[i] + SPLIT_BRAIN_CPU)
         share[i] = served
         wait_ms[i] = min(LATENCY_CAP_MS, 1000.0 * s.queue[i] / mu_i)
         service_ms = WORKER_SERVICE_MS * (1.0 + GC_SLOWDOWN * gc_pressure[i])
@@ -344,7 +365,8 @@ def step_cluster(p, s, action):
             target = MEM_BASELINE + 0.35 * (s.cpu[i] - CPU_BACKGROUND) + 0.3 * s.queue[i] / QUEUE_CAPACITY
         working = s.mem[i] - s.mem_leaked[i]
         working += MEM_RELAX * (target - working)
-        s.mem_leaked[i] += p.mem_leak_per_step[i]
+        if s.step >= p.mem_leak_start_step:
+            s.mem_leaked[i] += p.mem_leak_per_step[i]
         s.mem[i] = min(1.0, max(0.0, working + s.mem_leaked[i]))
         if s.mem[i] >= OOM_THRESHOLD:
             failed_rps += fail_node(s, i, EVENT_OOM_KILLED) / dt
@@ -374,7 +396,8 @@ def step_cluster(p, s, action):
     db_up_now = is_serving(s, DB)
     if db_up_now:
         s.steps_db_up += 1
-        if served_ok > 0.0 and p99 <= p.slo_p99_ms:
+        # the SLO holds while traffic is served fast and its error budget is not spent
+        if served_ok > 0.0 and p99 <= p.slo_p99_ms and s.error_budget > 0.0:
             s.steps_slo_met += 1
     s.friction_total += friction
     s.step += 1

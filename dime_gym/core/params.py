@@ -33,6 +33,7 @@ OOM_THRESHOLD = 0.98
 GC_PRESSURE_MEM = 0.85  # memory where garbage-collection pauses start to bite
 GC_CAPACITY_LOSS = 0.6  # worker capacity lost at the OOM line
 GC_SLOWDOWN = 20.0  # extra service time (x base) at the OOM line
+SPLIT_BRAIN_CPU = 0.35  # extra CPU of a split-brain worker replaying conflicting writes
 
 OVERLOAD_QUEUE_FRACTION = 0.5  # queue over this fraction of capacity at full CPU = saturated
 OVERLOAD_STEPS_TO_CRASH = 3
@@ -76,7 +77,9 @@ def _build_default_params() -> np.ndarray:
     p["crash_step"] = -np.ones(N_NODES, dtype=np.int64)
     p["crash_loops"] = np.zeros(N_NODES, dtype=np.int64)
     p["zombie_step"] = -np.ones(N_NODES, dtype=np.int64)
+    p["split_brain_step"] = -np.ones(N_NODES, dtype=np.int64)
     p["mem_leak_per_step"] = np.zeros(N_NODES)
+    p["mem_leak_start_step"] = 0
     p["pool_leak_start_step"] = -1
     p["pool_leak_per_step"] = 0.0
     p["db_slowdown_start_step"] = -1

@@ -28,14 +28,17 @@ REWARD_BOUNDS = {
 REWARD_MIN, REWARD_MAX = -5.0, 5.0
 DB_STRESS_UTIL = 0.8  # DB utilisation above which r_topo starts to fall
 MEM_PRESSURE_START = 0.70
+RESTARTING_CREDIT = 0.5  # a node whose restart is under way counts as this much restored
 
 
 @kernel
-def r_topo(db_up, db_util, serving_workers):
-    """Topology health, database first, in [-2, 0.5]: -2 while the DB is down; otherwise
-    0.3 scaled down by DB stress (utilisation 0.8 -> 1) plus 0.2 x serving worker fraction."""
-    if not db_up:
-        return -2.0
+def r_topo(db_health, db_util, serving_workers):
+    """Topology health, database first, in [-2, 0.5]: -2 while the DB is down, -1 while it
+    restarts (``db_health`` 0 / ``RESTARTING_CREDIT`` / 1); otherwise 0.3 scaled down by DB
+    stress (utilisation 0.8 -> 1) plus 0.2 x the serving worker fraction (``serving_workers``
+    counts restarting workers at ``RESTARTING_CREDIT``)."""
+    if db_health < 1.0:
+        return -2.0 * (1.0 - db_health)
     stress = min(1.0, max(0.0, (db_util - DB_STRESS_UTIL) / (1.0 - DB_STRESS_UTIL)))
     return 0.3 * (1.0 - stress) + 0.2 * serving_workers / N_WORKERS
 
@@ -64,18 +67,23 @@ def r_fric(friction):
 
 
 @kernel
-def r_lat(p99_ms, slo_ms):
-    """Tail latency in [-1, 0.5]: 0.5 x (1 - p99/SLO) under the SLO, then -log2(p99/SLO)/2,
-    continuous at the SLO and saturating at four times it."""
+def r_lat(p99_ms, slo_ms, good_fraction):
+    """Tail latency in [-1, 0.5]: under the SLO, 0.5 x (1 - p99/SLO) x the fraction of offered
+    requests served within it (no credit for traffic shed or failed); above the SLO
+    -log2(p99/SLO)/2, continuous at the SLO and saturating at four times it; -1 when requests
+    are offered but none is served well (a fast p99 of nothing is not a fast service)."""
+    if good_fraction <= 0.0:
+        return -1.0
     x = p99_ms / slo_ms
     if x <= 1.0:
-        return 0.5 * (1.0 - x)
+        return 0.5 * (1.0 - x) * min(1.0, good_fraction)
     return -min(1.0, 0.5 * math.log2(x))
 
 
 @kernel
 def r_up(nodes_up):
-    """Uptime in [0, 1]: the fraction of the 8 permanent nodes serving."""
+    """Uptime in [0, 1]: the fraction of the 8 permanent nodes serving (a restarting node
+    counts ``RESTARTING_CREDIT``: capacity on its way back is not the same as a dead node)."""
     return nodes_up / N_NODES
 
 
@@ -87,26 +95,35 @@ def r_eff(error_budget, active_replicas):
 
 
 @kernel
+def node_health(s, i):
+    """1 if node ``i`` serves, ``RESTARTING_CREDIT`` while it restarts, 0 if it is down."""
+    if s.failed[i] != 0:
+        return 0.0
+    if s.restart_left[i] != 0:
+        return RESTARTING_CREDIT
+    return 1.0
+
+
+@kernel
 def compute_reward(p, s, friction, active_replicas):
     """Fill ``s.reward_components`` and ``s.reward`` from the post-step state."""
-    db_up = s.failed[DB] == 0 and s.restart_left[DB] == 0
-    serving = 0
+    workers_up = 0.0
     max_mem = 0.0
     for i in range(N_NODES):
-        up = s.failed[i] == 0 and s.restart_left[i] == 0
-        if up:
-            if i >= FIRST_WORKER:
-                serving += 1
-            if s.mem[i] > max_mem:
-                max_mem = s.mem[i]
-    nodes_up = serving + (1 if db_up else 0)
+        health = node_health(s, i)
+        if i >= FIRST_WORKER:
+            workers_up += health
+        if health == 1.0 and s.mem[i] > max_mem:
+            max_mem = s.mem[i]
+    db_health = node_health(s, DB)
+    good_fraction = s.good_rps / s.offered_rps if s.offered_rps > 0.0 else 1.0
     c = s.reward_components
-    c[0] = r_topo(db_up, s.db_util, serving)
+    c[0] = r_topo(db_health, s.db_util, workers_up)
     c[1] = r_shed(s.offered_rps, s.good_rps)
     c[2] = r_mem(max_mem)
     c[3] = r_fric(friction)
-    c[4] = r_lat(s.latency_p99_ms, p.slo_p99_ms)
-    c[5] = r_up(nodes_up)
+    c[4] = r_lat(s.latency_p99_ms, p.slo_p99_ms, good_fraction)
+    c[5] = r_up(workers_up + db_health)
     c[6] = r_eff(s.error_budget, active_replicas)
     total = 0.0
     for k in range(c.shape[0]):

@@ -39,14 +39,16 @@ PARAMS_DTYPE = np.dtype(
         ("crash_step", np.int64, (N_NODES,)),  # (N,) step a node crashes by itself, -1 never
         ("crash_loops", np.int64, (N_NODES,)),  # (N,) 1 if a crashed node keeps crashing after kubelet restarts it
         ("zombie_step", np.int64, (N_NODES,)),  # (N,) step a worker turns zombie, -1 never
+        ("split_brain_step", np.int64, (N_NODES,)),  # (N,) step a worker starts writing to a diverged primary, -1 never
         ("mem_leak_per_step", np.float64, (N_NODES,)),  # (N,) memory fraction leaked per step
+        ("mem_leak_start_step", np.int64),  # () step from which the leaks run
         ("pool_leak_start_step", np.int64),  # () step the DB connection pool starts leaking, -1 never
         ("pool_leak_per_step", np.float64),  # () fraction of the DB pool lost per step
         ("db_slowdown_start_step", np.int64),  # () step a transient DB slowdown starts, -1 never
         ("db_slowdown_steps", np.int64),  # () its duration in steps
         ("db_slowdown_factor", np.float64),  # () DB capacity multiplier during it
         ("retry_gain", np.float64),  # () client retries per timed-out or dropped request
-        ("replication_io", np.float64),  # () extra DB io_wait from replication conflicts
+        ("replication_io", np.float64),  # () DB io contention while a split-brain worker serves its full share
         ("replica_io_penalty", np.float64),  # () extra io_wait per active replica (split brain)
         ("replica_db_overhead", np.float64),  # () DB utilisation each ready replica adds (connections)
         ("replica_warmup_db_load", np.float64),  # () DB utilisation each booting replica adds (cache warm-up)
@@ -79,6 +81,7 @@ STATE_DTYPE = np.dtype(
         ("auto_restart_left", np.int64, (N_NODES,)),  # (N,) crash-loop backoff until kubelet restarts it
         ("overload_streak", np.int64, (N_NODES,)),  # (N,) consecutive saturated steps
         ("zombie", np.int64, (N_NODES,)),  # (N,) 1 if the worker fails what it accepts
+        ("split_brain", np.int64, (N_NODES,)),  # (N,) 1 if the worker's writes conflict (replication io on the DB)
         ("visible_left", np.int64, (N_NODES,)),  # (N,) steps of guaranteed telemetry (query_logs)
         ("dropped", np.int64, (N_NODES,)),  # (N,) 1 if the node's telemetry is unavailable
         ("last_event", np.int64, (N_NODES,)),  # (N,) EVENT_* code of the node's latest event
@@ -111,7 +114,7 @@ STATE_DTYPE = np.dtype(
         ("sum_offered", np.float64),  # () requests offered so far
         ("sum_good", np.float64),  # () requests served within SLO so far
         ("steps_db_up", np.int64),  # () steps with the database serving
-        ("steps_slo_met", np.int64),  # () steps with traffic served, DB up and p99 <= SLO
+        ("steps_slo_met", np.int64),  # () steps with traffic served, DB up, p99 <= SLO and error budget left
         ("friction_total", np.float64),  # () summed action friction
         ("credits_spent", np.float64),  # () cloud credits spent
         ("n_actions", np.int64),  # () management actions (not no_op / query_logs)
@@ -130,6 +133,7 @@ EVENT_ZOMBIE = 5
 EVENT_POOL_EXHAUSTED = 6
 EVENT_DB_SATURATED = 7
 EVENT_RESTARTING = 8
+EVENT_SPLIT_BRAIN = 9
 
 EVENT_NAMES = {
     EVENT_NONE: "none",
@@ -141,6 +145,7 @@ EVENT_NAMES = {
     EVENT_POOL_EXHAUSTED: "pool_exhausted",
     EVENT_DB_SATURATED: "db_saturated",
     EVENT_RESTARTING: "restarting",
+    EVENT_SPLIT_BRAIN: "split_brain",
 }
 
 

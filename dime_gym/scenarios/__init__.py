@@ -14,7 +14,6 @@ import numpy as np
 from dime_gym.core._jit import kernel
 from dime_gym.core.params import (
     CPU_BACKGROUND,
-    DB_REPLICATION_CAPACITY_LOSS,
     UTIL_CEILING,
     WORKER_SERVICE_MS,
     MEM_BASELINE,
@@ -110,10 +109,10 @@ def _settle_observables_kernel(params, states):
         rho = min(1.0, offered * s.route_weight[i] / weight_sum / p.worker_capacity_rps)
         rho_max = max(rho_max, rho)
         s.cpu[i] = CPU_BACKGROUND + (1 - CPU_BACKGROUND) * rho
-    db_util = min(1.0, offered / p.db_capacity_rps * (1 + DB_REPLICATION_CAPACITY_LOSS * p.replication_io))
+    db_util = min(1.0, offered / p.db_capacity_rps)  # (no split brain before the first step)
     s.cpu[DB] = CPU_BACKGROUND + (1 - CPU_BACKGROUND) * db_util
     s.db_util = db_util
-    s.io_wait = db_io_wait(db_util, p.replication_io)
+    s.io_wait = db_io_wait(db_util, 0.0)
     s.offered_rps = offered
     s.admitted_rps = offered
     mean_ms = WORKER_SERVICE_MS / (1 - min(rho_max, UTIL_CEILING)) + db_response_ms(db_util, s.io_wait)

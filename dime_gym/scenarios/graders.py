@@ -2,7 +2,7 @@
 
     goodput       = requests served within the SLO latency / requests *offered*
     availability  = steps with the database serving / steps
-    slo           = steps with traffic served, DB up and p99 <= SLO / steps
+    slo           = steps with traffic served, DB up, p99 <= SLO and error budget left / steps
     resource_cost = min(1, friction / (0.1 x steps))   (restarts and scale-ups cost most)
     score         = goodput x (0.6 + 0.2 x availability + 0.2 x slo) x (1 - 0.5 x resource_cost)
 

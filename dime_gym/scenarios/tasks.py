@@ -15,7 +15,7 @@ from typing import Literal
 
 import numpy as np
 
-from dime_gym.core.state import FIRST_WORKER, MAX_EPISODE_STEPS, N_NODES
+from dime_gym.core.state import FIRST_WORKER, MAX_EPISODE_STEPS, N_NODES, N_WORKERS
 from dime_gym.scenarios.trace import bundled_trace, load_trace_csv
 
 TaskId = Literal[
@@ -71,17 +71,18 @@ def _profile(p: np.ndarray) -> np.ndarray:
 
 
 def _traffic_spike(rng, p, s, options):
-    start = int(rng.integers(3, 7))
-    length = int(rng.integers(14, 19))
-    height = float(rng.uniform(2.5, 2.8))
+    start = int(rng.integers(10, 37))
+    length = int(rng.integers(6, 10))
+    height = float(rng.uniform(2.6, 3.0))
     _profile(p)[start : start + length] = height
+    p["replica_ttl_steps"] = 12
     return {"fault_step": start, "spike_end": start + length}
 
 
 def _node_failure(rng, p, s, options):
     node = _random_worker(rng)
-    step = int(rng.integers(3, 8))
-    _profile(p)[:] = 1.45
+    step = int(rng.integers(3, 21))
+    _profile(p)[:] = 1.75
     p["crash_step"][node] = step
     p["crash_loops"][node] = 1
     return {"fault_step": step, "fault_node": node}
@@ -91,17 +92,19 @@ def _cascading_failure(rng, p, s, options):
     hot = rng.choice(np.arange(FIRST_WORKER, N_NODES), size=2, replace=False)
     hot_nodes = set(hot.tolist())  # (``n not in`` an array compares elementwise: slow)
     cool = [n for n in range(FIRST_WORKER, N_NODES) if n not in hot_nodes]
-    steps = int(p["episode_steps"])
-    _profile(p)[:] = 1.75
-    _profile(p)[:steps] = np.linspace(1.25, 1.75, steps)
-    s["route_weight"][hot] = 2.0
-    return {"fault_step": 0, "hot_a": int(hot[0]), "hot_b": int(hot[1]), "cool_a": cool[0], "cool_b": cool[-1]}
+    ramp_start = int(rng.integers(5, 21))
+    prof = _profile(p)
+    prof[:] = 1.2
+    prof[ramp_start : ramp_start + 8] = np.linspace(1.2, 1.9, 8)
+    prof[ramp_start + 8 :] = 1.9
+    s["route_weight"][hot] = 2.5
+    return {"start": 0, "fault_step": ramp_start, "hot_a": int(hot[0]), "hot_b": int(hot[1]), "cool_a": cool[0], "cool_b": cool[-1]}
 
 
 def _flash_crowd(rng, p, s, options):
-    start = int(rng.integers(3, 7))
-    peak = float(rng.uniform(4.0, 5.0))
-    hold = int(rng.integers(12, 17))
+    start = int(rng.integers(4, 21))
+    peak = float(rng.uniform(3.5, 4.5))
+    hold = int(rng.integers(6, 10))
     prof = _profile(p)
     ramp = np.linspace(1.0, peak, 7)[1:]
     prof[start : start + len(ramp)] = ramp
@@ -130,10 +133,10 @@ def _trace(rng, p, s, options):
 
 
 def _thundering_herd(rng, p, s, options):
-    recovery = int(rng.integers(4, 9))
+    recovery = int(rng.integers(15, 41))
     prof = _profile(p)
     prof[:recovery] = 0.15  # upstream outage: clients wait and pile up
-    surge = float(rng.uniform(4.5, 5.5))
+    surge = float(rng.uniform(4.0, 5.0))
     decay = surge * np.array([1.0, 0.7, 0.45, 0.3])
     prof[recovery : recovery + 4] = np.maximum(decay, 1.0)
     return {"fault_step": recovery}
@@ -148,22 +151,28 @@ def _zombie_node(rng, p, s, options):
 
 def _memory_leak(rng, p, s, options):
     node = _random_worker(rng)
-    leak = float(rng.uniform(0.025, 0.03))
+    leak = float(rng.uniform(0.03, 0.04))
+    onset = int(rng.integers(0, 11))
     p["mem_leak_per_step"][node] = leak
-    _profile(p)[:] = 1.4
-    restart_at = int((0.8 - 0.45) / leak)  # restart once the leak nears 0.8, before GC pauses
-    return {"fault_step": 0, "fault_node": node, "restart_step": restart_at, "restart_again": 2 * restart_at + 2}
+    p["mem_leak_start_step"] = onset
+    _profile(p)[:] = 1.75
+    restart_at = onset + int((0.8 - 0.45) / leak)  # restart once the leak nears 0.8, before GC pauses
+    return {"fault_step": onset, "fault_node": node, "restart_step": restart_at, "restart_again": 2 * restart_at - onset + 2}
 
 
 def _split_brain(rng, p, s, options):
-    p["replication_io"] = float(rng.uniform(0.6, 0.66))
+    node = _random_worker(rng)
+    step = int(rng.integers(3, 16))
+    p["split_brain_step"][node] = step
+    p["replication_io"] = float(rng.uniform(0.9, 1.0))
     p["replica_io_penalty"] = 0.1
-    return {"fault_step": 0}
+    return {"fault_step": step, "fault_node": node}
 
 
 def _black_swan(rng, p, s, options):
-    step = int(rng.integers(3, 7))
-    zone = (1, 2, 3, 4) if rng.random() < 0.5 else (4, 5, 6, 7)
+    step = int(rng.integers(10, 36))
+    first = _random_worker(rng)
+    zone = tuple(FIRST_WORKER + (first - FIRST_WORKER + k) % N_WORKERS for k in range(4))  # 4 ring neighbours
     for node in zone:
         p["crash_step"][node] = step
     facts = {"fault_step": step}
@@ -172,11 +181,11 @@ def _black_swan(rng, p, s, options):
 
 
 def _retry_storm(rng, p, s, options):
-    step = int(rng.integers(3, 7))
+    step = int(rng.integers(3, 19))
     p["retry_gain"] = float(rng.uniform(1.6, 1.9))
     p["db_slowdown_start_step"] = step
-    p["db_slowdown_steps"] = 2
-    p["db_slowdown_factor"] = 0.3
+    p["db_slowdown_steps"] = 3
+    p["db_slowdown_factor"] = 0.25
     _profile(p)[:] = 1.15
     return {"fault_step": step}
 
@@ -186,7 +195,7 @@ def _hot_shard(rng, p, s, options):
     others = [n for n in range(FIRST_WORKER, N_NODES) if n != node]
     cool = rng.permutation(others)
     s["route_weight"][node] = 5.0
-    return {"fault_step": 0, "fault_node": node, "cool_a": int(cool[0]), "cool_b": int(cool[1]), "cool_c": int(cool[2])}
+    return {"fault_step": 0, "fault_node": node, **{f"cool_{k}": int(n) for k, n in zip("abcde", cool)}}
 
 
 def _pool_deadlock(rng, p, s, options):
@@ -197,13 +206,16 @@ def _pool_deadlock(rng, p, s, options):
 
 
 def _autoscaler_trap(rng, p, s, options):
-    period = int(rng.integers(9, 12))
+    period = int(rng.integers(12, 16))
     phase = float(rng.uniform(0, 2 * np.pi))
+    storm_start = int(rng.integers(5, 21))
+    storm_end = storm_start + int(rng.integers(18, 25))
     t = np.arange(MAX_EPISODE_STEPS)
-    _profile(p)[:] = 1.5 + 0.95 * np.sin(2 * np.pi * t / period + phase)
+    amplitude = np.where((t >= storm_start) & (t < storm_end), 1.8, 0.35)
+    _profile(p)[:] = np.maximum(0.3, 1.35 + amplitude * np.sin(2 * np.pi * t / period + phase))
     p["replica_cold_steps"] = 3
     p["replica_ttl_steps"] = 5
-    return {"fault_step": 0, "period": period}
+    return {"fault_step": storm_start, "storm_end": storm_end, "period": period}
 
 
 def _R(anchor: str, offset: int, command: str) -> ReferenceStep:
@@ -216,9 +228,9 @@ _RELEASE = "kubectl throttle ingress --rate=1.00"
 TASKS: tuple[Task, ...] = (
     Task(
         id="traffic_spike",
-        mechanism="offered load jumps to 2.5-2.8x the base rate for 14-18 steps, beyond worker and DB capacity",
+        mechanism="at a random step (10-36) offered load jumps to 2.6-3x the base rate for 6-9 steps, beyond worker and DB capacity; replicas live 12 steps",
         task_hint="System is under heavy traffic load.",
-        episode_steps=40,
+        episode_steps=50,
         ideal_response="add replicas early and shed a little load until they are warm; release the throttle when the spike ends",
         reference_solution=(
             _R("fault_step", 0, "kubectl throttle ingress --rate=0.80"),
@@ -230,30 +242,33 @@ TASKS: tuple[Task, ...] = (
     ),
     Task(
         id="node_failure",
-        mechanism="one worker's host dies at an early step under 1.45x load: its pod crash-loops until deleted (rescheduled), and its ring neighbours absorb its share and run hot",
+        mechanism="under 1.75x load one random worker's host dies at a random step (3-20): its pod crash-loops until deleted (rescheduled), and its ring neighbours absorb its share, saturate and cascade",
         task_hint="A worker node may crash; watch failed_nodes.",
         episode_steps=40,
         ideal_response="restart the crashed worker at once; scale up if the survivors saturate meanwhile",
-        reference_solution=(_R("fault_step", 0, "kubectl delete pod node-{fault_node}"),),
+        reference_solution=(_R("fault_step", 1, "kubectl delete pod node-{fault_node}"),),
         setup=_node_failure,
     ),
     Task(
         id="cascading_failure",
-        mechanism="two workers carry double routing weight under a load ramp; when one saturates and dies its share overloads its neighbours",
+        mechanism="two random workers carry 2.5x routing weight; from a random step (5-20) load ramps from 1.2x to 1.9x: the hot pair saturates first and, when one dies, its share overloads its neighbours",
         task_hint="Two workers are running near saturation.",
         episode_steps=50,
-        ideal_response="reroute traffic away from the two hot workers before they die, then add capacity for the ramp",
+        ideal_response="reroute traffic away from the two hot workers before they die, add capacity when the ramp starts, restart any worker that dies",
         reference_solution=(
-            _R("fault_step", 0, "kubectl reroute traffic --from=node-{hot_a} --to=node-{cool_a}"),
-            _R("fault_step", 1, "kubectl reroute traffic --from=node-{hot_b} --to=node-{cool_b}"),
-            _R("fault_step", 10, _SCALE),
-            _R("fault_step", 25, _SCALE),
+            _R("start", 0, "kubectl reroute traffic --from=node-{hot_a} --to=node-{cool_a}"),
+            _R("start", 1, "kubectl reroute traffic --from=node-{hot_b} --to=node-{cool_b}"),
+            _R("fault_step", 0, _SCALE),
+            _R("fault_step", 1, _SCALE),
+            _R("fault_step", 2, _SCALE),
+            _R("fault_step", 20, _SCALE),
+            _R("fault_step", 21, _SCALE),
         ),
         setup=_cascading_failure,
     ),
     Task(
         id="flash_crowd",
-        mechanism="a bursty ramp to 4-5x the base rate, held for 12-16 steps, with only 2 cloud credits",
+        mechanism="from a random step (4-20) a bursty ramp to 3.5-4.5x the base rate, held for 6-9 steps, with only 2 cloud credits",
         task_hint="A flash crowd is arriving; cloud budget is tight.",
         episode_steps=40,
         ideal_response="throttle to what the cluster can serve, spend the two credits early, release after the crowd",
@@ -283,9 +298,9 @@ TASKS: tuple[Task, ...] = (
     ),
     Task(
         id="thundering_herd",
-        mechanism="after an upstream outage every client reconnects at once: a one-time 4.5-5.5x surge decaying over 4 steps",
+        mechanism="after an upstream outage (0.15x load until a random step, 15-40) every client reconnects at once: a one-time 4-5x surge decaying over 4 steps",
         task_hint="An upstream dependency is recovering; clients will reconnect.",
-        episode_steps=40,
+        episode_steps=60,
         ideal_response="throttle hard for the first surge steps, then release in stages",
         reference_solution=(
             _R("fault_step", 0, "kubectl throttle ingress --rate=0.40"),
@@ -301,12 +316,12 @@ TASKS: tuple[Task, ...] = (
         task_hint="Latency is high but no node has failed.",
         episode_steps=40,
         ideal_response="find the idle worker with logs or CPU and restart it (or route traffic away from it)",
-        reference_solution=(_R("fault_step", 0, "kubectl delete pod node-{fault_node}"),),
+        reference_solution=(_R("fault_step", 1, "kubectl delete pod node-{fault_node}"),),
         setup=_zombie_node,
     ),
     Task(
         id="memory_leak_slow_burn",
-        mechanism="under 1.4x load one worker leaks 2.5-3 % memory per step that GC never reclaims: GC pauses stall it from 0.85, it OOMs near step 20, and again after kubelet restarts it",
+        mechanism="under 1.75x load one random worker leaks 3-4 % memory per step from a random step (0-10) that GC never reclaims: GC pauses stall it from 0.85, it OOMs, its share overloads its ring neighbours, and after kubelet restarts it it leaks again",
         task_hint="Memory on one worker keeps growing.",
         episode_steps=60,
         ideal_response="restart the leaking worker before it reaches the OOM line (a restart reclaims leaked memory)",
@@ -318,18 +333,18 @@ TASKS: tuple[Task, ...] = (
     ),
     Task(
         id="split_brain_io_bottleneck",
-        mechanism="replication conflicts push DB io_wait above 0.8 and cut its capacity below the base load; replicas make it worse",
+        mechanism="from a random step (3-15) one random worker writes to a diverged primary (split brain): its CPU runs high and, in proportion to the traffic it takes, replication conflicts push DB io_wait above 0.8 and cut DB capacity below the base load; replicas make it worse",
         task_hint="Database io_wait is abnormally high.",
         episode_steps=40,
-        ideal_response="shed load to what the DB can serve (about half) and never scale up",
-        reference_solution=(_R("fault_step", 0, "kubectl throttle ingress --rate=0.75"),),
+        ideal_response="find the split worker (high CPU, its logs) and restart it or route traffic away from it; shed load only until it is fenced, and never scale up",
+        reference_solution=(_R("fault_step", 1, "kubectl delete pod node-{fault_node}"),),
         setup=_split_brain,
     ),
     Task(
         id="black_swan_az_failure",
-        mechanism="a whole availability zone (four workers) fails at once; the three survivors cannot carry the load",
+        mechanism="at a random step (10-35) a whole availability zone (four neighbouring workers on the ring) fails at once; the three survivors cannot carry the load until kubelet restarts the zone 12 steps later",
         task_hint="Several nodes may fail at the same time.",
-        episode_steps=40,
+        episode_steps=60,
         ideal_response="shed load to protect the survivors, restart the failed zone node by node, then release",
         reference_solution=(
             _R("fault_step", 0, "kubectl throttle ingress --rate=0.75"),
@@ -343,14 +358,14 @@ TASKS: tuple[Task, ...] = (
     ),
     Task(
         id="retry_storm",
-        mechanism="a brief DB slowdown causes timeouts; clients retry every failure, so load grows with latency (a feedback loop)",
+        mechanism="at a random step (3-18) a 3-step DB slowdown causes timeouts; clients retry every failure, so load grows with latency (a feedback loop)",
         task_hint="Clients retry failed requests aggressively.",
         episode_steps=40,
         ideal_response="throttle hard to break the loop, then release in stages once retries have drained",
         reference_solution=(
             _R("fault_step", 1, "kubectl throttle ingress --rate=0.40"),
-            _R("fault_step", 3, "kubectl throttle ingress --rate=0.70"),
-            _R("fault_step", 5, _RELEASE),
+            _R("fault_step", 4, "kubectl throttle ingress --rate=0.70"),
+            _R("fault_step", 6, _RELEASE),
         ),
         setup=_retry_storm,
     ),
@@ -364,6 +379,8 @@ TASKS: tuple[Task, ...] = (
             _R("fault_step", 0, "kubectl reroute traffic --from=node-{fault_node} --to=node-{cool_a}"),
             _R("fault_step", 1, "kubectl reroute traffic --from=node-{fault_node} --to=node-{cool_b}"),
             _R("fault_step", 2, "kubectl reroute traffic --from=node-{fault_node} --to=node-{cool_c}"),
+            _R("fault_step", 3, "kubectl reroute traffic --from=node-{cool_a} --to=node-{cool_d}"),
+            _R("fault_step", 4, "kubectl reroute traffic --from=node-{cool_b} --to=node-{cool_e}"),
         ),
         setup=_hot_shard,
     ),
@@ -378,11 +395,11 @@ TASKS: tuple[Task, ...] = (
     ),
     Task(
         id="autoscaler_flapping_trap",
-        mechanism="load oscillates between 0.55x and 2.45x with a 9-11 step period; replicas boot for 3 steps and live 5, so scaling on peaks lands in troughs",
+        mechanism="from a random step (5-20), for 18-24 steps, load storms between 0.3x and 3.15x (period 12-15 steps) between calm phases of 1-1.7x; replicas boot for 3 steps and live 5, so scaling on peaks lands in troughs",
         task_hint="Load is oscillating; beware of reactive scaling.",
         episode_steps=50,
-        ideal_response="hold a steady moderate throttle through the peaks instead of chasing them with replicas",
-        reference_solution=(_R("fault_step", 0, "kubectl throttle ingress --rate=0.85"),),
+        ideal_response="throttle through the storm and release as soon as it passes (a throttle held through the calm phases costs more than it saves); never chase peaks with replicas",
+        reference_solution=(_R("fault_step", 0, "kubectl throttle ingress --rate=0.70"), _R("storm_end", 0, _RELEASE)),
         setup=_autoscaler_trap,
     ),
 )

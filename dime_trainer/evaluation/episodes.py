@@ -27,7 +27,7 @@ from dime_gym.core.reward import REWARD_COMPONENTS
 from dime_gym.core.state import DB, STATE_DTYPE
 from dime_gym.scenarios.graders import grade_components
 
-SUCCESS_RULE = {"min_db_availability": 1.0, "min_goodput": 0.8, "min_slo_attainment": 0.8, "max_resource_cost": 0.5}
+SUCCESS_RULE = {"min_db_availability": 0.9, "min_goodput": 0.8, "min_slo_attainment": 0.8, "max_resource_cost": 0.5}
 ACTION_COUNT_KEYS = (*ACTION_KINDS, "unparsable", "backend_error")
 
 
