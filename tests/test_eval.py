@@ -313,3 +313,34 @@ def test_single_seed__plots_draw_bars_without_error_bars(single_seed_runs, tmp_p
     bars = tmp_path / "bars.png"
     assert main(["plot", str(single_seed_runs / "noop.summary.json"), str(single_seed_runs / "oracle.jsonl"), "--out", str(bars)]) == 0
     assert bars.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+# --- corrupt results files ----------------------------------------------------------------------
+@pytest.mark.parametrize(("line", "problem"), [
+    ("123", "not a JSON object"),  # a number
+    ("[]", "not a JSON object"),  # an array
+    ('{"type": "episode", "task": "retry_storm"}', "missing 'seed'"),  # fields missing
+    ('{"type": "episode", "task": "retry_storm", "seed": "one", "score": 0.5, "success": true, "actions": {}}',
+     "'seed' must be an integer"),
+    ('{"type": "episode", "task": "retry_storm", "seed": 9, "score": 0.5, "success": true, "actions": []}',
+     "'actions' must be an object"),
+    ('{"type": "episode", "task": "retry_storm", "seed": 9, "score": 0.5, "success": true, "actions": {}, "goodput": "x"}',
+     "'goodput' must be a number"),
+    ('{"type": "run", "protocol": []}', "'protocol' must be an object"),
+])
+def test_results_file__a_corrupt_line_is_a_usage_error_for_report_and_resume(tmp_path, capsys, line, problem):
+    args = ("--policy", "noop", "--tasks", "retry_storm", "--seeds", "2", "--max-steps", "3", "--out", str(tmp_path))
+    assert run_cli(*args, "--max-episodes", "1") == 0
+    results = tmp_path / "noop.jsonl"
+    lines = results.read_text().splitlines()
+    if '"type": "run"' in line:
+        lines[0] = line
+    else:
+        lines.insert(1, line)
+    results.write_text("\n".join(lines) + "\n")
+    capsys.readouterr()
+    assert main(["report", str(results)]) == 2
+    err = capsys.readouterr().err
+    assert "line" in err and problem in err and "Traceback" not in err
+    assert run_cli(*args, "--resume") == 2
+    assert problem in capsys.readouterr().err
