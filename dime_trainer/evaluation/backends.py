@@ -47,8 +47,11 @@ class Generation:
 
 
 def as_generation(output) -> Generation:
-    """Accept a ``Generation`` or a plain ``str`` from a user policy."""
+    """Accept a ``Generation`` or a plain ``str`` from a user policy; anything else (or a
+    ``Generation`` whose ``text`` is neither ``str`` nor set aside by an ``error``) is a failed request."""
     if isinstance(output, Generation):
+        if output.error is None and not isinstance(output.text, str):
+            return Generation(text=None, error=f"policy returned a Generation whose text is {type(output.text).__name__}, not str")
         return output
     if isinstance(output, str):
         return Generation(text=output)
