@@ -20,7 +20,9 @@ S           state       one ``STATE_DTYPE`` record, RNG streams included
 
 About 2.8 kB. Snapshots are plain ``bytes``: pickle, store or send them as they are. Decoding
 rejects anything that is not exactly a snapshot of this format and layout with a
-``ValueError`` that names the problem; nothing is loaded silently.
+``ValueError`` that names the problem; nothing is loaded silently. A snapshot is input from
+outside (a saved dataset row, a file): a valid CRC proves no integrity, so every params and
+state field is range-checked too (``validate_params``, ``validate_state``).
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ import numpy as np
 
 from dime_gym.core.params import record_from_bytes, validate_params
 from dime_gym.core.state import PARAMS_DTYPE, STATE_DTYPE
+from dime_gym.core.state_checks import validate_state
 from dime_gym.scenarios import get_task
 
 SNAPSHOT_MAGIC = b"DIMESNAP"
@@ -102,7 +105,9 @@ def decode_snapshot(snapshot) -> SnapshotContents:
     Raises:
         TypeError: ``snapshot`` is not bytes-like.
         ValueError: it is truncated, not a DIME snapshot, of another format version or record
-            layout, corrupted (CRC32 mismatch), or holds an unknown task or invalid params.
+            layout, corrupted (CRC32 mismatch), or holds an unknown task, facts that are not a
+            JSON object, or params or state values outside their ranges (NaN, infinities,
+            negative counts, unknown event codes, a step outside the episode).
     """
     if not isinstance(snapshot, (bytes, bytearray, memoryview)):
         raise TypeError(f"a snapshot is bytes (from snapshot()), got {type(snapshot).__name__}")
@@ -128,7 +133,11 @@ def decode_snapshot(snapshot) -> SnapshotContents:
     offset = _HEADER.size
     task = data[offset : offset + task_length].decode("ascii", errors="replace")
     offset += task_length
-    facts = json.loads(data[offset : offset + facts_length])
+    try:
+        facts = json.loads(data[offset : offset + facts_length])
+    except (ValueError, RecursionError) as exc:  # RecursionError: absurdly deep nesting
+        problem = "nested too deeply" if isinstance(exc, RecursionError) else f"not JSON ({exc})"
+        raise ValueError(f"snapshot holds an invalid episode: facts are {problem}") from None
     if not isinstance(facts, dict):
         raise ValueError(f"snapshot holds an invalid episode: facts must be a JSON object, got {type(facts).__name__}")
     offset += facts_length
@@ -142,6 +151,10 @@ def decode_snapshot(snapshot) -> SnapshotContents:
         raise ValueError(f"snapshot holds an invalid episode: {exc}") from None
     if not 0 <= int(state["step"]) <= int(params["episode_steps"]):
         raise ValueError(f"snapshot holds an invalid episode: step {int(state['step'])} outside [0, {int(params['episode_steps'])}]")
+    try:
+        validate_state(state, params)
+    except ValueError as exc:
+        raise ValueError(f"snapshot holds an invalid episode: {exc}") from None
     return SnapshotContents(task=task, params=params, state=state, facts=facts)
 
 

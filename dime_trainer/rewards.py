@@ -2,7 +2,9 @@
 
 One picklable callable per component, each with its ``__name__`` (TRL logs
 ``rewards/<name>/mean``). Every callback returns a finite value inside its documented range for
-any text, and never raises on a model's answer:
+any text, and never raises on a model's answer; a completion that is not text at all (see
+:func:`completion_text`) gets the ``not_text`` answer's rewards. ``completions`` itself must be
+a list (``TypeError`` otherwise):
 
 * ``reward_format`` [-3, 3]: the ``<reasoning>``/``<action>`` scaffold (``FORMAT_PENALTIES``);
 * ``reward_validity`` [-2, 2]: the command parses to an action;
@@ -53,15 +55,36 @@ FLAT_ENV_GROUPS_METRIC = "dime/env_flat_group_frac"  # groups whose completions 
 TRIAGE_SAME_ACTION, TRIAGE_SAME_KIND, TRIAGE_OTHER, TRIAGE_UNPARSABLE = 1.0, 0.25, -0.1, -0.5
 
 
-def completion_text(completion) -> str:
-    """The answer text of one TRL completion: a string, or the assistant messages' contents."""
+def _content_text(content) -> str | None:
+    """A message's ``content`` as text: a string, ``None`` (empty), or a list of OpenAI-style
+    text parts ``{"type": "text", "text": ...}``; anything else is not text (``None``)."""
+    if content is None:
+        return ""
+    if isinstance(content, str):
+        return str.__str__(content)  # a plain str, whatever a subclass's __str__ does
+    if isinstance(content, (list, tuple)) and all(isinstance(part, dict) and isinstance(part.get("text"), str)
+                                                  for part in content):
+        return "".join(str.__str__(part["text"]) for part in content)
+    return None
+
+
+def completion_text(completion) -> str | None:
+    """The answer text of one TRL completion: a string, or the assistant messages' contents.
+    ``None`` if it holds no text at all (a number, nested lists, an object): such a completion
+    is scored as the answer error ``not_text``. Nothing of it is ever ``str()``-ed, so a deeply
+    nested value or a raising ``__str__`` cannot escape as an exception."""
+    if completion is None:
+        return ""
     if isinstance(completion, str):
-        return completion
+        return str.__str__(completion)
     if isinstance(completion, dict):
-        return str(completion.get("content") or "")
-    if isinstance(completion, Sequence):
-        return "".join(str(m.get("content") or "") for m in completion if isinstance(m, dict) and m.get("role", "assistant") == "assistant")
-    return ""
+        return _content_text(completion.get("content"))
+    if isinstance(completion, (list, tuple)):
+        if not all(isinstance(m, dict) for m in completion):
+            return None
+        parts = [_content_text(m.get("content")) for m in completion if m.get("role", "assistant") == "assistant"]
+        return None if None in parts else "".join(parts)
+    return None
 
 
 # The four callbacks see the same completions in turn: parse each text once (answers are immutable).
@@ -69,6 +92,8 @@ _parse_cached = functools.lru_cache(maxsize=16_384)(parse_answer)
 
 
 def _parse_all(completions) -> list[ParsedAnswer]:
+    if not isinstance(completions, Sequence) or isinstance(completions, (str, bytes)):
+        raise TypeError(f"completions must be a list (one str or message list per completion), got {type(completions).__name__}")
     return [_parse_cached(completion_text(c)) for c in completions]
 
 

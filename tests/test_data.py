@@ -123,3 +123,20 @@ def test_load_dataset__rejects_snapshots_from_another_build(dataset, tmp_path):
     save_dataset(stale, str(tmp_path / "stale"))
     with pytest.raises(ValueError, match="incompatible DIME"):
         load_dataset(str(tmp_path / "stale"))
+
+
+def test_load_dataset__checks_every_row_snapshot_and_names_the_bad_row(dataset, tmp_path):
+    from dime_gym.snapshot import decode_snapshot, encode_snapshot
+
+    def poison(row, index):  # a NaN CPU with a recomputed, valid CRC in row 4 only
+        if index != 4:
+            return {}
+        contents = decode_snapshot(row["snapshot"])
+        state = contents.state.copy()
+        state["cpu"][2] = np.nan
+        return {"snapshot": encode_snapshot(contents.task, contents.params, state, contents.facts)}
+
+    hostile = dataset.select(range(8)).map(poison, with_indices=True)
+    save_dataset(hostile, str(tmp_path / "hostile"))
+    with pytest.raises(ValueError, match=r"row 4 .*state field 'cpu'"):
+        load_dataset(str(tmp_path / "hostile"))

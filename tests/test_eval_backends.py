@@ -145,6 +145,7 @@ class StubEndpoint(http.server.ThreadingHTTPServer):
     def __init__(self, mode: str = "mixed"):
         super().__init__(("127.0.0.1", 0), StubHandler)
         self.mode = mode
+        self.redirect_to = ""  # where the redirect modes send the client
         self.requests: list[dict] = []
         self.headers_seen: list[dict] = []
         self.attempts: dict[tuple, int] = {}
@@ -177,7 +178,15 @@ class StubHandler(http.server.BaseHTTPRequestHandler):
             pass
 
     def do_GET(self):
+        with self.server.lock:
+            self.server.headers_seen.append(dict(self.headers))
         if self.path.endswith("/models"):
+            if self.server.mode == "redirect_models":  # to another origin (HTTP 307 keeps the headers)
+                return self.reply(307, {}, headers={"Location": f"{self.server.redirect_to}/models"})
+            if self.server.mode == "deep_models":
+                return self.reply(200, b'{"data": ' + b"[" * 100_000 + b"]" * 100_000 + b"}")
+            if self.server.mode == "models_bad_id":
+                return self.reply(200, {"data": [{"id": {"name": "stub-model"}}]})
             if self.server.mode == "bad_key":
                 return self.reply(401, {"error": "invalid key"})
             if self.server.mode == "html_models":
@@ -195,6 +204,23 @@ class StubHandler(http.server.BaseHTTPRequestHandler):
             attempt = self.server.attempts[key] = self.server.attempts.get(key, 0) + 1
             self.server.attempt_times.setdefault(key, []).append(time.monotonic())
         mode = self.server.mode
+        if mode == "redirect_post":  # urllib would re-send the request (as a GET) with every header
+            return self.reply(302, {}, headers={"Location": f"{self.server.redirect_to}/chat/completions"})
+        if mode == "deep_json":
+            return self.reply(200, b'{"choices": ' + b"[" * 100_000 + b"]" * 100_000 + b"}")
+        if mode == "trickle":  # a valid reply, one byte every 0.05 s: each read is quick, the whole takes ~10 s
+            data = json.dumps({"choices": [{"message": {"content": GOOD}, "finish_reason": "stop"}]}).encode()
+            try:
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                for byte in data:
+                    self.wfile.write(bytes([byte]))
+                    self.wfile.flush()
+                    time.sleep(0.05)
+            except (BrokenPipeError, ConnectionResetError):
+                pass
+            return None
         if mode == "down":
             return self.reply(503, {"error": "overloaded"})
         if mode == "reject":
@@ -442,3 +468,53 @@ def test_vllm_backend__serves_an_adapter_with_a_supported_max_lora_rank(tiny_mod
     engine = fake_vllm.engines[0]
     assert engine.kwargs["enable_lora"] and engine.kwargs["max_lora_rank"] == 32
     assert engine.calls[0][2].path == str(adapter)
+
+
+# --- hostile endpoints --------------------------------------------------------------------------
+@pytest.fixture
+def other_origin():
+    """A second server (another port: another origin) that records whatever reaches it."""
+    server = StubEndpoint("mixed")
+    yield server
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.mark.parametrize(("endpoint", "argv_extra"), [
+    ("redirect_models", ()),  # GET /models -> 307 elsewhere
+    ("redirect_post", ("--model", "stub-model")),  # POST /chat/completions -> 302 elsewhere
+], indirect=["endpoint"])
+def test_openai_backend__never_follows_a_redirect_to_another_origin(endpoint, other_origin, tmp_path, capsys, monkeypatch,
+                                                                    argv_extra):
+    monkeypatch.setenv("DIME_TEST_KEY", "secret-123")
+    endpoint.redirect_to = other_origin.url
+    assert main(openai_argv(endpoint, tmp_path, "--api-key-env", "DIME_TEST_KEY", *argv_extra)) == 2
+    assert "redirect to another origin" in capsys.readouterr().err
+    assert other_origin.headers_seen == [] and other_origin.requests == []  # the key never left the origin
+
+
+@pytest.mark.parametrize("endpoint", ["trickle"], indirect=True)
+def test_openai_backend__a_trickling_reply_is_cut_off_at_the_request_deadline(endpoint, tmp_path):
+    start = time.monotonic()
+    assert main(openai_argv(endpoint, tmp_path, "--max-steps", "1", "--retries", "0", "--timeout", "0.4")) == 0
+    assert time.monotonic() - start < 3  # every read is quick, but the whole reply would take ~10 s
+    _, episodes = load_episodes(tmp_path / "stub.jsonl")
+    for ep in episodes:
+        assert ep["trace"]["status"] == ["backend_error"]
+        assert "deadline" in ep["trace"]["backend_error"][0]
+
+
+@pytest.mark.parametrize("endpoint", ["deep_json"], indirect=True)
+def test_openai_backend__deeply_nested_json_is_a_malformed_reply(endpoint, tmp_path):
+    assert main(openai_argv(endpoint, tmp_path, "--max-steps", "1", "--retries", "0")) == 0
+    _, episodes = load_episodes(tmp_path / "stub.jsonl")
+    assert all(ep["trace"]["backend_error"][0].startswith("malformed reply: ") for ep in episodes)
+
+
+@pytest.mark.parametrize(("endpoint", "message"), [
+    ("deep_models", "nested too deeply"),
+    ("models_bad_id", "--model is required"),  # ids that are not strings are not model names
+], indirect=["endpoint"])
+def test_openai_backend__a_hostile_models_listing_is_a_usage_error(endpoint, tmp_path, capsys, message):
+    assert main(openai_argv(endpoint, tmp_path)) == 2
+    assert message in capsys.readouterr().err

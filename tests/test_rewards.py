@@ -143,3 +143,52 @@ def test_reward_env__logs_the_flat_group_fraction_and_checks_lengths():
     assert logged[FLAT_ENV_GROUPS_METRIC] == 0.5  # group 1 flat, group 2 split
     with pytest.raises(ValueError, match="snapshots"):
         reward_env(prompts=[None] * 2, completions=[same, same], snapshot=[SNAPSHOT])
+
+
+# --- completions that are not text ----------------------------------------------------------------
+class _Exploding:
+    """A content whose ``__str__`` (and ``__repr__``) raises."""
+
+    def __str__(self):
+        raise RuntimeError("boom")
+
+    __repr__ = __str__
+
+
+def _deep_list(depth: int) -> list:
+    nested: list = []
+    for _ in range(depth):
+        nested = [nested]
+    return nested
+
+
+# (case, completion): each is scored as an answer that is not text, never an exception
+HOSTILE_COMPLETIONS = [
+    ("deep_list", _deep_list(100_000)),
+    ("deep_list_as_message_content", [{"role": "assistant", "content": _deep_list(100_000)}]),
+    ("deep_list_as_dict_content", {"role": "assistant", "content": _deep_list(100_000)}),
+    ("content_whose_str_raises", [{"role": "assistant", "content": _Exploding()}]),
+    ("object_whose_str_raises", _Exploding()),
+    ("number_content", [{"role": "assistant", "content": 42}]),
+]
+
+
+@pytest.mark.parametrize("case, completion", HOSTILE_COMPLETIONS, ids=[c[0] for c in HOSTILE_COMPLETIONS])
+def test_rewards__non_text_completions_get_the_lowest_bounded_rewards(case, completion):
+    from dime_trainer.rewards import reward_env
+
+    completions = [completion, CLEAN]
+    assert reward_format(prompts=[None] * 2, completions=completions) == [FORMAT_RANGE[0], 3.0]
+    assert reward_validity(prompts=[None] * 2, completions=completions) == [VALIDITY_RANGE[0], 2.0]
+    assert reward_triage(prompts=[None] * 2, completions=completions, oracle_action=[ORACLE_RESTART_3] * 2) == [-0.5, 1.0]
+    values = reward_env(prompts=[None] * 2, completions=completions, snapshot=[SNAPSHOT] * 2)
+    assert all(math.isfinite(v) and ENV_RANGE[0] <= v <= ENV_RANGE[1] for v in values)
+
+
+def test_rewards__completions_that_are_not_a_list_fail_clearly():
+    from dime_trainer.rewards import reward_env
+
+    for func, kwargs in ((reward_format, {}), (reward_validity, {}), (reward_triage, {"oracle_action": []}),
+                         (reward_env, {"snapshot": []})):
+        with pytest.raises(TypeError, match="completions must be a list"):
+            func(prompts=None, completions=None, **kwargs)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 import typing
 
 import gymnasium as gym
@@ -274,3 +275,48 @@ def test_graders__batch_of_states():
     scores = grade(states)
     assert scores.shape == (3,)
     assert np.all((scores >= 0) & (scores <= 1))
+
+
+# (case, file bytes, fragment the ValueError must contain besides the path)
+_GOOD_ROWS = "".join(f"{s},1.0\n" for s in range(N_OK))
+HOSTILE_TRACE_FILES = [
+    ("huge_field", ("step,load_multiplier\n0," + "9" * 200_000 + "\n" + _GOOD_ROWS).encode(), "row 2"),
+    ("not_utf8", b"step,load_multiplier\n" + _GOOD_ROWS.encode() + b"60,\xff\xfe\n", "UTF-8"),
+    ("binary", bytes(range(256)) * 10, "UTF-8"),
+    ("nul_byte", ("step,load_multiplier\n0,1\x00\n" + _GOOD_ROWS).encode(), "row 2"),
+    ("short_row", ("step,load_multiplier\n0\n" + _GOOD_ROWS).encode(), "row 2"),
+]
+
+
+@pytest.mark.parametrize("case,data,fragment", HOSTILE_TRACE_FILES, ids=[c[0] for c in HOSTILE_TRACE_FILES])
+def test_trace__a_hostile_file_is_a_value_error_naming_file_and_row(tmp_path, case, data, fragment):
+    path = tmp_path / f"{case}.csv"
+    path.write_bytes(data)
+    with pytest.raises(ValueError) as exc:
+        load_trace_csv(path, BASE_RATE_RPS)
+    assert fragment in str(exc.value) and str(path) in str(exc.value)
+
+
+def test_trace__a_utf8_bom_is_accepted(tmp_path):
+    path = tmp_path / "bom.csv"
+    path.write_bytes(b"\xef\xbb\xbfstep,load_multiplier\n" + _GOOD_ROWS.encode())
+    np.testing.assert_array_equal(load_trace_csv(path, BASE_RATE_RPS), np.ones(N_OK))
+
+
+def test_trace__parsed_once_per_path_and_modification(tmp_path, monkeypatch):
+    from dime_gym.scenarios import trace
+
+    path = _write(tmp_path / "t.csv", ["step", "load_multiplier"], _rows(N_OK, 2.0))
+    parses = []
+    real = trace._parse_trace_csv
+    monkeypatch.setattr(trace, "_parse_trace_csv", lambda *a: parses.append(a) or real(*a))
+    env = gym.make("DIME-v0", task=TRACE_TASK, trace_path=str(path))
+    for seed in range(5):
+        env.reset(seed=seed)
+    first = load_trace_csv(path, BASE_RATE_RPS)
+    assert len(parses) == 1 and not first.flags.writeable  # cached, and safe to share
+    _write(path, ["step", "load_multiplier"], _rows(N_OK + 1, 3.0))
+    os.utime(path, ns=(path.stat().st_atime_ns, path.stat().st_mtime_ns + 10**9))  # a new modification time
+    env.reset(seed=0)
+    assert len(parses) == 2
+    np.testing.assert_array_equal(load_trace_csv(path, BASE_RATE_RPS), np.full(N_OK + 1, 3.0))

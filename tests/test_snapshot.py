@@ -198,3 +198,92 @@ def test_decode__facts_must_be_an_object():
     bad = encode_snapshot(contents.task, contents.params, contents.state, facts=[1, 2, 3])
     with pytest.raises(ValueError, match="facts must be a JSON object"):
         decode_snapshot(bad)
+
+
+# --- hostile contents with a recomputed, valid CRC --------------------------------------------------
+def _set(field, value, index=None):
+    def change(record):
+        if index is None:
+            record[field] = value
+        else:
+            record[field][index] = value
+    return change
+
+
+# (case, change to the state record, field the ValueError names)
+HOSTILE_STATES = [
+    ("cpu_nan", _set("cpu", np.nan, 3), "cpu"),
+    ("mem_inf", _set("mem", np.inf, 1), "mem"),
+    ("mem_leaked_negative", _set("mem_leaked", -0.5, 2), "mem_leaked"),
+    ("queue_negative", _set("queue", -5.0, 2), "queue"),
+    ("queue_over_capacity", _set("queue", 1e9, 2), "queue"),
+    ("route_weight_nan", _set("route_weight", np.nan, 4), "route_weight"),
+    ("failed_not_a_flag", _set("failed", 2, 1), "failed"),
+    ("restart_left_negative", _set("restart_left", -3, 5), "restart_left"),
+    ("auto_restart_left_huge", _set("auto_restart_left", 10**6, 5), "auto_restart_left"),
+    ("unknown_event", _set("last_event", 99, 4), "last_event"),
+    ("replica_ttl_huge", _set("replica_ttl_left", 1000, 0), "replica_ttl_left"),
+    ("throttle_over_one", _set("throttle_rate", 2.0), "throttle_rate"),
+    ("cloud_credits_negative", _set("cloud_credits", -1.0), "cloud_credits"),
+    ("error_budget_huge", _set("error_budget", 1e6), "error_budget"),
+    ("offered_inf", _set("offered_rps", np.inf), "offered_rps"),
+    ("p99_nan", _set("latency_p99_ms", np.nan), "latency_p99_ms"),
+    ("p99_over_cap", _set("latency_p99_ms", 1e7), "latency_p99_ms"),
+    ("reward_component_inf", _set("reward_components", -np.inf, 2), "reward_components"),
+    ("last_action_kind_unknown", _set("last_action_kind", 17), "last_action_kind"),
+    ("more_actions_than_steps", _set("n_actions", 10**6), "n_actions"),
+    ("sum_good_nan", _set("sum_good", np.nan), "sum_good"),
+]
+# (case, change to the params record, field the ValueError names)
+HOSTILE_PARAMS = [
+    ("base_rate_inf", _set("base_rate_rps", np.inf), "base_rate_rps"),
+    ("worker_capacity_nan", _set("worker_capacity_rps", np.nan), "worker_capacity_rps"),
+    ("mem_leak_inf", _set("mem_leak_per_step", np.inf, 3), "mem_leak_per_step"),
+    ("noise_negative", _set("arrival_noise_sigma", -1.0), "arrival_noise_sigma"),
+    ("client_timeout_beyond_latency_cap", _set("client_timeout_ms", 1e9), "client_timeout_ms"),
+    ("credits_nan", _set("initial_cloud_credits", np.nan), "initial_cloud_credits"),
+    ("crash_loops_not_a_flag", _set("crash_loops", 5, 2), "crash_loops"),
+    ("slowdown_factor_nan", _set("db_slowdown_factor", np.nan), "db_slowdown_factor"),
+    ("pool_leak_inf", _set("pool_leak_per_step", np.inf), "pool_leak_per_step"),
+]
+
+
+@pytest.mark.parametrize("record,case,change,field", [("state", *c) for c in HOSTILE_STATES] + [("params", *c) for c in HOSTILE_PARAMS],
+                         ids=[c[0] for c in HOSTILE_STATES] + [c[0] for c in HOSTILE_PARAMS])
+def test_snapshot__hostile_values_with_a_valid_crc_are_rejected_and_change_nothing(record, case, change, field):
+    snap = decode_snapshot(_valid())
+    params, state = snap.params.copy(), snap.state.copy()
+    change(state if record == "state" else params)
+    bad = encode_snapshot(snap.task, params, state, snap.facts)
+    with pytest.raises(ValueError, match=f"invalid episode: {record} field '{field}'"):
+        decode_snapshot(bad)
+    env = DimeEnv(task="traffic_spike")
+    env.reset(seed=0)
+    before = env.state_record.tobytes()
+    with pytest.raises(ValueError, match=f"'{field}'"):
+        env.restore(bad)
+    assert env.state_record.tobytes() == before and env.episode.task.id == "traffic_spike"
+
+
+@pytest.mark.parametrize("task", TASK_IDS)
+def test_snapshot__every_state_of_random_and_reference_rollouts_passes_validation(task):
+    for seed, actions in ((0, _actions(3, 200)), (1, [np.zeros(4, dtype=np.int64)] * 200)):
+        env = DimeEnv(task=task, with_oracle=False)
+        env.reset(seed=seed)
+        decode_snapshot(env.snapshot())
+        for a in actions:
+            *_, truncated, _ = env.step(a)
+            decode_snapshot(env.snapshot())
+            if truncated:
+                break
+
+
+def test_decode__deeply_nested_facts_are_a_value_error():
+    snap = decode_snapshot(_valid())
+    body = encode_snapshot(snap.task, snap.params, snap.state, {})[:-4]
+    facts = b'{"a":' + b"[" * 5000 + b"]" * 5000 + b"}"
+    task_length, facts_length = struct.unpack_from("<HI", body, 18)
+    body = body[:18] + struct.pack("<HI", task_length, len(facts)) + body[HEADER:HEADER + task_length] + facts + \
+        body[HEADER + task_length + facts_length:]
+    with pytest.raises(ValueError, match="facts"):
+        decode_snapshot(_with_crc(body))

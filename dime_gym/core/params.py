@@ -13,7 +13,7 @@ import math
 import numpy as np
 
 from dime_gym.core._jit import kernel
-from dime_gym.core.state import MAX_EPISODE_STEPS, N_NODES, PARAMS_DTYPE
+from dime_gym.core.state import LATENCY_CAP_MS, MAX_CLOUD_CREDITS, MAX_EPISODE_STEPS, N_NODES, PARAMS_DTYPE
 
 BASE_RATE_RPS = 100.0
 WORKER_CAPACITY_RPS = 32.0  # 100 rps / 7 workers / 32 rps = 45 % utilisation
@@ -108,20 +108,47 @@ def default_params() -> np.ndarray:
     return record_from_bytes(_DEFAULT_PARAMS_BYTES, PARAMS_DTYPE)
 
 
-# (field, what it must be), in the order ``_first_invalid_param`` checks them
+def _finite_nonneg(v, p):
+    return np.isfinite(v) & (v >= 0)
+
+
+# (field, what it must be, the same test in NumPy: it finds the entry to name in the message),
+# in the order ``_first_invalid_param`` checks them. Snapshots are validated with these too, so
+# every float is checked finite: NaN or inf would reach observations and rewards.
 PARAM_CHECKS = (
-    ("episode_steps", f"in [1, {MAX_EPISODE_STEPS}]"),
-    ("base_rate_rps", "> 0"),
-    ("load_profile", "finite and >= 0"),
-    ("worker_capacity_rps", "> 0"),
-    ("db_capacity_rps", "> 0"),
-    ("mem_leak_per_step", ">= 0"),
-    ("retry_gain", "in [0, 10]"),
-    ("slo_p99_ms", "in (0, client_timeout_ms)"),
-    ("dropout_prob", "in [0, 1]"),
-    ("dropout_recover_prob", "in [0, 1]"),
-    ("replica_ttl_steps", "> replica_cold_steps >= 0"),
+    ("episode_steps", f"in [1, {MAX_EPISODE_STEPS}]", lambda v, p: (v >= 1) & (v <= MAX_EPISODE_STEPS)),
+    ("base_rate_rps", "finite and > 0", lambda v, p: np.isfinite(v) & (v > 0)),
+    ("load_profile", "finite and >= 0", _finite_nonneg),
+    ("worker_capacity_rps", "finite and > 0", lambda v, p: np.isfinite(v) & (v > 0)),
+    ("db_capacity_rps", "finite and > 0", lambda v, p: np.isfinite(v) & (v > 0)),
+    ("mem_leak_per_step", "finite and >= 0", _finite_nonneg),
+    ("retry_gain", "in [0, 10]", lambda v, p: (v >= 0) & (v <= 10)),
+    ("slo_p99_ms", "in (0, client_timeout_ms)", lambda v, p: (v > 0) & (v < p["client_timeout_ms"])),
+    ("dropout_prob", "in [0, 1]", lambda v, p: (v >= 0) & (v <= 1)),
+    ("dropout_recover_prob", "in [0, 1]", lambda v, p: (v >= 0) & (v <= 1)),
+    ("replica_ttl_steps", "> replica_cold_steps >= 0", lambda v, p: (v > p["replica_cold_steps"]) & (p["replica_cold_steps"] >= 0)),
+    ("arrival_noise_sigma", "finite and >= 0", _finite_nonneg),
+    ("crash_step", ">= -1 (-1 = never)", lambda v, p: v >= -1),
+    ("crash_loops", "0 or 1", lambda v, p: (v == 0) | (v == 1)),
+    ("zombie_step", ">= -1 (-1 = never)", lambda v, p: v >= -1),
+    ("pool_leak_start_step", ">= -1 (-1 = never)", lambda v, p: v >= -1),
+    ("pool_leak_per_step", "finite and >= 0", _finite_nonneg),
+    ("db_slowdown_start_step", ">= -1 (-1 = never)", lambda v, p: v >= -1),
+    ("db_slowdown_steps", ">= 0", lambda v, p: v >= 0),
+    ("db_slowdown_factor", "finite and >= 0", _finite_nonneg),
+    ("replication_io", "finite and >= 0", _finite_nonneg),
+    ("replica_io_penalty", "finite and >= 0", _finite_nonneg),
+    ("replica_db_overhead", "finite and >= 0", _finite_nonneg),
+    ("replica_warmup_db_load", "finite and >= 0", _finite_nonneg),
+    ("client_timeout_ms", f"in (slo_p99_ms, {LATENCY_CAP_MS:g}] (latencies are capped there)",
+     lambda v, p: (v > p["slo_p99_ms"]) & (v <= LATENCY_CAP_MS)),
+    ("initial_cloud_credits", f"in [0, {MAX_CLOUD_CREDITS:g}]", lambda v, p: (v >= 0) & (v <= MAX_CLOUD_CREDITS)),
 )
+
+
+@kernel
+def _finite_nonneg_scalar(x):
+    return math.isfinite(x) and x >= 0
 
 
 @kernel
@@ -130,17 +157,17 @@ def _first_invalid_param(params):
     p = params[0]
     if not 1 <= p.episode_steps <= MAX_EPISODE_STEPS:
         return 0
-    if not p.base_rate_rps > 0:
+    if not (math.isfinite(p.base_rate_rps) and p.base_rate_rps > 0):
         return 1
     for t in range(MAX_EPISODE_STEPS):
-        if not (math.isfinite(p.load_profile[t]) and p.load_profile[t] >= 0):
+        if not _finite_nonneg_scalar(p.load_profile[t]):
             return 2
-    if not p.worker_capacity_rps > 0:
+    if not (math.isfinite(p.worker_capacity_rps) and p.worker_capacity_rps > 0):
         return 3
-    if not p.db_capacity_rps > 0:
+    if not (math.isfinite(p.db_capacity_rps) and p.db_capacity_rps > 0):
         return 4
     for i in range(N_NODES):
-        if not p.mem_leak_per_step[i] >= 0:
+        if not _finite_nonneg_scalar(p.mem_leak_per_step[i]):
             return 5
     if not 0 <= p.retry_gain <= 10:
         return 6
@@ -152,22 +179,58 @@ def _first_invalid_param(params):
         return 9
     if not p.replica_ttl_steps > p.replica_cold_steps >= 0:
         return 10
+    if not _finite_nonneg_scalar(p.arrival_noise_sigma):
+        return 11
+    for i in range(N_NODES):
+        if not p.crash_step[i] >= -1:
+            return 12
+        if not (p.crash_loops[i] == 0 or p.crash_loops[i] == 1):
+            return 13
+        if not p.zombie_step[i] >= -1:
+            return 14
+    if not p.pool_leak_start_step >= -1:
+        return 15
+    if not _finite_nonneg_scalar(p.pool_leak_per_step):
+        return 16
+    if not p.db_slowdown_start_step >= -1:
+        return 17
+    if not p.db_slowdown_steps >= 0:
+        return 18
+    if not _finite_nonneg_scalar(p.db_slowdown_factor):
+        return 19
+    if not _finite_nonneg_scalar(p.replication_io):
+        return 20
+    if not _finite_nonneg_scalar(p.replica_io_penalty):
+        return 21
+    if not _finite_nonneg_scalar(p.replica_db_overhead):
+        return 22
+    if not _finite_nonneg_scalar(p.replica_warmup_db_load):
+        return 23
+    if not p.client_timeout_ms <= LATENCY_CAP_MS:
+        return 24
+    if not 0 <= p.initial_cloud_credits <= MAX_CLOUD_CREDITS:
+        return 25
     return -1
+
+
+def describe_failed_check(what: str, record: np.ndarray, name: str, expected: str, test) -> str:
+    """``"<what> field 'name' must be <expected>, got <value>"``; a vector field names its
+    first entry that fails ``test`` (a NumPy twin of the kernel's check)."""
+    value = np.asarray(record[name])
+    if value.size == 1:
+        shown = repr(value.item())
+    else:
+        flat = value.reshape(-1)
+        with np.errstate(invalid="ignore"):
+            bad = np.flatnonzero(~np.asarray(test(flat, record), dtype=bool).reshape(-1))
+        shown = f"{flat[bad[0]].item()!r} at index {bad[0]}" if bad.size else np.array2string(flat, threshold=8)
+    return f"{what} field {name!r} must be {expected}, got {shown}"
 
 
 def validate_params(p: np.ndarray) -> None:
     """Raise ``ValueError`` naming the first field of ``p`` (a ``PARAMS_DTYPE`` record)
-    outside its physical range."""
+    outside its physical range (``PARAM_CHECKS``)."""
     failed = _first_invalid_param(np.asarray(p).reshape(1))
     if failed >= 0:
-        name, expected = PARAM_CHECKS[failed]
-        value = np.asarray(np.asarray(p)[name])
-        if value.size == 1:
-            shown = repr(value.item())
-        else:  # a vector field (all checked ">= 0"): name the first offending entry, not the whole array
-            flat = value.reshape(-1)
-            bad = np.flatnonzero(~(np.isfinite(flat) & (flat >= 0)))
-            shown = f"{flat[bad[0]].item()!r} at index {bad[0]}" if bad.size else np.array2string(flat, threshold=8)
-        raise ValueError(f"params field {name!r} must be {expected}, got {shown}")
-
-
+        name, expected, test = PARAM_CHECKS[failed]
+        raise ValueError(describe_failed_check("params", np.asarray(p).reshape(()), name, expected, test))

@@ -75,6 +75,12 @@ def _fail(kind: str, message: str, text: str = "") -> CommandParseError:
     return CommandParseError(kind, message, text)
 
 
+def _shown(text: str, limit: int = 60) -> str:
+    """``repr`` of ``text`` cut to about ``limit`` characters: error messages quote the answer
+    only this much (they are echoed into the next prompt)."""
+    return repr(text if len(text) <= limit else text[: limit - 3] + "...")
+
+
 def _block(text: str, open_tag: str, close_tag: str) -> tuple[int, int, int] | None:
     """``(start, content_end, end)`` of the first ``open_tag ... close_tag`` block (content_end
     = end = len(text) if it never closes), or ``None`` if ``open_tag`` does not occur."""
@@ -142,7 +148,8 @@ def _command_from_json(text: str, rescues: list[str]) -> str:
         if isinstance(value.get(key), str):
             rescues.append("alternate_key")
             return value[key]
-    raise _fail("no_command", f'the action JSON has no "command" string (keys: {sorted(map(str, value))[:5]}); '
+    keys = ", ".join(_shown(str(k), 30) for k in sorted(map(str, value))[:5]) + (", ..." if len(value) > 5 else "")
+    raise _fail("no_command", f'the action JSON has no "command" string (keys: [{keys}]); '
                 'write {"command": "kubectl ..."}', text)
 
 
@@ -186,8 +193,8 @@ def _command_from_lines(text: str, rescues: list[str]) -> str:
             pass
     if len(valid) > 1:
         first, second = list(valid.values())[:2]
-        raise _fail("multiple_commands", f"the answer holds {len(valid)} different commands ({first!r}, {second!r}, ...); "
-                    "give exactly one", text)
+        raise _fail("multiple_commands", f"the answer holds {len(valid)} different commands ({_shown(first)}, "
+                    f"{_shown(second)}, ...); give exactly one", text)
     command = next(iter(valid.values())) if valid else lines[0]  # none valid: report the first's grammar error
     rescues.append("bare_command")
     if text.strip() != command:

@@ -31,6 +31,11 @@ USER_PREFIX = "Current system state:\n"
 USER_SUFFIX = "\nWhat action should be taken?"
 OUTPUT_FORMAT = '<reasoning>One sentence identifying which rule applies.</reasoning>\n<action>{"command": "kubectl ..."}</action>'
 LAST_COMMAND_STATUSES = ("applied", "rejected", "unparsable")
+# What of an answer is echoed into the next prompt (``last_command``) is cut to these lengths
+# and escaped to printable ASCII, so a model cannot inject long or hidden text into its next
+# prompt (or a dime-eval request), and the user message stays inside the text observation space.
+MAX_ECHO_COMMAND_CHARS = 200
+MAX_ECHO_DETAIL_CHARS = 600
 
 
 def _command_help() -> tuple[str, ...]:
@@ -80,12 +85,22 @@ def build_system_prompt() -> str:
 SYSTEM_PROMPT = build_system_prompt()
 
 
+def echo_text(text: str, limit: int) -> str:
+    """``text`` as it may be echoed into a prompt: at most ``limit`` characters (cut with
+    "..."), every character outside printable ASCII written as a ``\\xNN``/``\\uNNNN`` escape."""
+    head = text[: limit + 1]  # never look at more than is shown
+    shown = "".join(c if " " <= c <= "~" else c.encode("unicode_escape").decode("ascii") for c in head)
+    return shown if len(shown) <= limit and len(head) == len(text) else shown[: limit - 3] + "..."
+
+
 def last_command_report(command: str, status: str, detail: str = "") -> dict:
     """The ``last_command`` entry of the next prompt: what the agent sent and what came of it
-    (``status`` one of ``LAST_COMMAND_STATUSES``), so a model can correct itself."""
+    (``status`` one of ``LAST_COMMAND_STATUSES``), so a model can correct itself. ``command``
+    and ``detail`` are bounded and sanitised (:func:`echo_text`, ``MAX_ECHO_*_CHARS``)."""
     if status not in LAST_COMMAND_STATUSES:
         raise ValueError(f"status {status!r} is not one of {LAST_COMMAND_STATUSES}")
-    return {"command": command[:200], "status": status, "detail": detail}
+    return {"command": echo_text(command, MAX_ECHO_COMMAND_CHARS), "status": status,
+            "detail": echo_text(detail, MAX_ECHO_DETAIL_CHARS)}
 
 
 def step_report(command: str, action_errors, notes=()) -> dict:
@@ -149,7 +164,7 @@ def parse_state(user_message: str) -> dict:
 
 
 __all__ = [
-    "LAST_COMMAND_STATUSES", "OUTPUT_FORMAT", "SYSTEM_PROMPT", "USER_PREFIX", "USER_SUFFIX",
-    "build_system_prompt", "chat_messages", "format_state", "last_command_report", "parse_state", "step_report",
+    "LAST_COMMAND_STATUSES", "MAX_ECHO_COMMAND_CHARS", "MAX_ECHO_DETAIL_CHARS", "OUTPUT_FORMAT", "SYSTEM_PROMPT", "USER_PREFIX", "USER_SUFFIX",
+    "build_system_prompt", "chat_messages", "echo_text", "format_state", "last_command_report", "parse_state", "step_report",
     "render_messages", "render_user_message", "state_json",
 ]

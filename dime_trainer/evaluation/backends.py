@@ -23,9 +23,12 @@ import math
 import os
 import pathlib
 import random
+import socket
+import threading
 import time
 import traceback
 import urllib.error
+import urllib.parse
 import urllib.request
 
 
@@ -44,8 +47,11 @@ class Generation:
 
 
 def as_generation(output) -> Generation:
-    """Accept a ``Generation`` or a plain ``str`` from a user policy."""
+    """Accept a ``Generation`` or a plain ``str`` from a user policy; anything else (or a
+    ``Generation`` whose ``text`` is neither ``str`` nor set aside by an ``error``) is a failed request."""
     if isinstance(output, Generation):
+        if output.error is None and not isinstance(output.text, str):
+            return Generation(text=None, error=f"policy returned a Generation whose text is {type(output.text).__name__}, not str")
         return output
     if isinstance(output, str):
         return Generation(text=output)
@@ -325,8 +331,152 @@ def _error_body(exc: urllib.error.HTTPError) -> str:
         return ""
 
 
+MAX_REPLY_BYTES = 16 * 2**20  # a chat completion (or a /models listing) larger than this is refused unread
+
+
+def loads_reply(body: bytes):
+    """The JSON value of an endpoint's reply; ``ValueError`` for anything that is not JSON,
+    absurd nesting included (``json`` raises ``RecursionError`` for that)."""
+    try:
+        return json.loads(body.decode("utf-8", "replace"))
+    except RecursionError:
+        raise ValueError("the JSON is nested too deeply to be a reply") from None
+
+
+def _read_reply(response) -> bytes:
+    """The body of ``response``, refusing one over ``MAX_REPLY_BYTES`` or shorter than its
+    ``Content-Length`` (``IncompleteRead``)."""
+    chunks, size = [], 0
+    while chunk := response.read(min(2**16, MAX_REPLY_BYTES + 1 - size)):
+        chunks.append(chunk)
+        size += len(chunk)
+        if size > MAX_REPLY_BYTES:
+            raise ValueError(f"the reply is larger than {MAX_REPLY_BYTES} bytes")
+    body = b"".join(chunks)
+    missing = getattr(response, "length", None)  # what the declared Content-Length still expects
+    if missing:
+        raise http.client.IncompleteRead(body, missing)
+    return body
+
+
+def _origin(url: str) -> tuple[str, str, int | None]:
+    """``(scheme, host, port)`` of a URL, the default port filled in (what "same origin" compares)."""
+    parts = urllib.parse.urlsplit(url)
+    scheme = parts.scheme.lower()
+    try:
+        port = parts.port
+    except ValueError:  # a port that is not a number: never the same origin
+        return scheme, "", -1
+    return scheme, (parts.hostname or "").lower(), port or {"http": 80, "https": 443}.get(scheme)
+
+
+class CrossOriginRedirect(urllib.error.HTTPError):
+    """The endpoint redirected to another origin (scheme, host or port): not followed, so the
+    API key in ``Authorization`` never leaves the origin of ``--base-url``."""
+
+
+class _SameOriginRedirects(urllib.request.HTTPRedirectHandler):
+    """Follow a redirect only within the request's origin; refuse any other with ``CrossOriginRedirect``."""
+
+    def redirect_request(self, req, fp, code, msg, headers, newurl):
+        if _origin(newurl) != _origin(req.full_url):
+            shown = newurl if len(newurl) <= 200 else newurl[:200] + "..."
+            raise CrossOriginRedirect(req.full_url, code, f"refused a redirect to another origin ({shown}): the API key is "
+                                      "only sent to the --base-url origin; point --base-url at the final address", headers, fp)
+        return super().redirect_request(req, fp, code, msg, headers, newurl)
+
+
+class _Deadline:
+    """A wall-clock limit on one HTTP attempt, from connecting to the last byte of the reply.
+
+    Socket timeouts bound each read, not the whole: a server that trickles a byte a second
+    would hold a request forever. At the deadline a timer shuts the attempt's sockets down,
+    so a blocked read returns at once and the attempt fails; ``expired`` tells why.
+    """
+
+    def __init__(self, seconds: float):
+        self.seconds = seconds
+        self.expired = False
+        self._sockets: list[socket.socket] = []
+        self._lock = threading.Lock()
+        self._timer = threading.Timer(seconds, self._expire)
+        self._timer.daemon = True
+
+    def __enter__(self) -> _Deadline:
+        _ATTEMPT.deadline = self
+        self._timer.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._timer.cancel()
+        _ATTEMPT.deadline = None
+
+    def watch(self, sock: socket.socket) -> None:
+        with self._lock:
+            self._sockets.append(sock)
+            expired = self.expired
+        if expired:
+            _shutdown(sock)
+
+    def _expire(self) -> None:
+        with self._lock:
+            self.expired = True
+            sockets = list(self._sockets)
+        for sock in sockets:
+            _shutdown(sock)
+
+    def error(self) -> TimeoutError:
+        return TimeoutError(f"no complete reply within the {self.seconds:g} s deadline")
+
+
+_ATTEMPT = threading.local()  # the running attempt's _Deadline (each attempt runs in one thread)
+
+
+def _shutdown(sock: socket.socket) -> None:
+    try:
+        sock.shutdown(socket.SHUT_RDWR)
+    except OSError:  # already closed
+        pass
+
+
+def _watched(connection_class: type) -> type:
+    """``connection_class`` whose sockets are handed to the running attempt's ``_Deadline``."""
+
+    class Watched(connection_class):
+        def connect(self):
+            super().connect()
+            deadline = getattr(_ATTEMPT, "deadline", None)
+            if deadline is not None:
+                deadline.watch(self.sock)
+
+    Watched.__name__ = Watched.__qualname__ = f"Watched{connection_class.__name__}"
+    return Watched
+
+
+_WATCHED = {cls: _watched(cls) for cls in (http.client.HTTPConnection, http.client.HTTPSConnection)}
+
+
+def _watched_do_open(self, http_class, req, **kwargs):
+    return urllib.request.AbstractHTTPHandler.do_open(self, _WATCHED.get(http_class, http_class), req, **kwargs)
+
+
+class _WatchedHTTPHandler(urllib.request.HTTPHandler):
+    do_open = _watched_do_open
+
+
+class _WatchedHTTPSHandler(urllib.request.HTTPSHandler):
+    do_open = _watched_do_open
+
+
+def build_opener() -> urllib.request.OpenerDirector:
+    """``urllib``'s opener for endpoints: same-origin redirects only, sockets under a ``_Deadline``."""
+    return urllib.request.build_opener(_SameOriginRedirects, _WatchedHTTPHandler, _WatchedHTTPSHandler)
+
+
 def _is_client_error(error: str | None) -> bool:
-    """An HTTP 4xx that retrying cannot fix (the request itself is wrong)."""
+    """An HTTP 4xx that retrying cannot fix (the request itself is wrong), or a refused redirect."""
+    if error and error.startswith("refused a redirect"):
+        return True
     if not error or not error.startswith("HTTP 4"):
         return False
     return int(error[5:8]) not in RETRYABLE_HTTP
@@ -337,9 +487,11 @@ class OpenAIBackend:
     APIs) through ``urllib``. Requests of one step run concurrently; each has a timeout and up
     to ``retries`` retries (``retry_delay``: exponential backoff with jitter, or ``Retry-After``)
     on timeouts, connection errors, broken or malformed replies and HTTP 408/409/425/429/5xx.
-    A request that still fails becomes a ``Generation`` with ``error`` set (a failed step),
-    never an exception. The API key is read from the environment variable ``api_key_env`` and
-    never recorded."""
+    ``timeout_s`` is a wall-clock deadline per attempt, from connecting to the reply's last
+    byte (``_Deadline``), not only per socket read. A request that still fails becomes a
+    ``Generation`` with ``error`` set (a failed step), never an exception. The API key is read
+    from the environment variable ``api_key_env``, never recorded, and never sent to another
+    origin: a redirect off the ``base_url`` origin is refused (``CrossOriginRedirect``)."""
 
     kind = "openai"
 
@@ -358,6 +510,7 @@ class OpenAIBackend:
         self.timeout_s, self.retries, self.backoff_s = timeout_s, retries, backoff_s
         self.standard_params_only = standard_params_only
         self.answered = False  # whether any request has succeeded yet
+        self.opener = build_opener()
         self.pool = concurrent.futures.ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="dime-eval-http")
         if check:
             self._check()
@@ -373,28 +526,34 @@ class OpenAIBackend:
     def _check(self) -> None:
         """Fail fast: the endpoint answers, accepts the key and (if it lists models) serves the model."""
         request = urllib.request.Request(f"{self.base_url}/models", headers=self._headers())
+        timeout = min(self.timeout_s, 10.0)
+        with _Deadline(timeout) as deadline:
+            try:
+                with self.opener.open(request, timeout=timeout) as response:
+                    body = _read_reply(response)
+            except CrossOriginRedirect as exc:
+                raise BackendConfigError(f"{self.base_url}/models: {exc.reason}") from None
+            except urllib.error.HTTPError as exc:
+                if exc.code in (401, 403):
+                    raise BackendConfigError(f"{self.base_url} rejected the API key (HTTP {exc.code}); set ${self.api_key_env}") from None
+                return  # reachable; some servers do not implement /models
+            except (OSError, http.client.HTTPException, ValueError) as exc:  # URLError and timeouts are OSErrors
+                reason = deadline.error() if deadline.expired else getattr(exc, "reason", None) or f"{type(exc).__name__}: {exc}"
+                raise BackendConfigError(f"cannot reach the endpoint {self.base_url}: {reason}") from None
         try:
-            with urllib.request.urlopen(request, timeout=min(self.timeout_s, 10.0)) as response:
-                body = response.read()
-        except urllib.error.HTTPError as exc:
-            if exc.code in (401, 403):
-                raise BackendConfigError(f"{self.base_url} rejected the API key (HTTP {exc.code}); set ${self.api_key_env}") from None
-            return  # reachable; some servers do not implement /models
-        except (OSError, http.client.HTTPException, ValueError) as exc:  # URLError and timeouts are OSErrors
-            reason = getattr(exc, "reason", None) or f"{type(exc).__name__}: {exc}"
-            raise BackendConfigError(f"cannot reach the endpoint {self.base_url}: {reason}") from None
-        try:
-            listed = json.loads(body.decode("utf-8", "replace"))
-        except ValueError:
+            listed = loads_reply(body)
+        except ValueError as exc:
             start = body[:60].decode("utf-8", "replace").strip()
-            raise BackendConfigError(f"{self.base_url}/models answered, but not with JSON ({start!r}); --base-url should be "
-                                     "the API root, e.g. http://localhost:8000/v1") from None
+            raise BackendConfigError(f"{self.base_url}/models answered, but not with JSON ({start!r}: {exc}); --base-url should "
+                                     "be the API root, e.g. http://localhost:8000/v1") from None
         data = listed.get("data") if isinstance(listed, dict) else None
-        ids = [m.get("id") for m in data if isinstance(m, dict)] if isinstance(data, list) else []
+        # only string ids name a model; anything else in the listing is ignored
+        ids = [m["id"] for m in data if isinstance(m, dict) and isinstance(m.get("id"), str)] if isinstance(data, list) else []
         if not self.model and len(ids) == 1:
             self.model = ids[0]
         elif self.model and ids and self.model not in ids:
-            raise BackendConfigError(f"the endpoint does not serve model {self.model!r}; it lists: {', '.join(map(str, ids))}")
+            shown = ", ".join(repr(i[:100]) for i in ids[:20]) + (f" and {len(ids) - 20} more" if len(ids) > 20 else "")
+            raise BackendConfigError(f"the endpoint does not serve model {self.model!r}; it lists: {shown}")
 
     def describe(self) -> dict:
         return {"backend": self.kind, "base_url": self.base_url, "model": self.model,
@@ -414,9 +573,27 @@ class OpenAIBackend:
         return json.dumps(body).encode("utf-8")
 
     def _once(self, data: bytes) -> Generation:
+        """One attempt within its ``_Deadline``; raises what went wrong (an ``HTTPError`` carries
+        its body's start as ``body_text``, read within the deadline)."""
         request = urllib.request.Request(f"{self.base_url}/chat/completions", data=data, headers=self._headers(), method="POST")
-        with urllib.request.urlopen(request, timeout=self.timeout_s) as response:
-            return parse_chat_completion(json.loads(response.read().decode("utf-8", "replace")))
+        with _Deadline(self.timeout_s) as deadline:
+            try:
+                with self.opener.open(request, timeout=self.timeout_s) as response:
+                    body = _read_reply(response)
+            except CrossOriginRedirect:
+                raise
+            except urllib.error.HTTPError as exc:
+                exc.body_text = _error_body(exc)
+                if deadline.expired:
+                    raise deadline.error() from None
+                raise
+            except (OSError, http.client.HTTPException, ValueError):
+                if deadline.expired:
+                    raise deadline.error() from None
+                raise
+            if deadline.expired:  # a short read at the deadline may still look complete
+                raise deadline.error()
+        return parse_chat_completion(loads_reply(body))
 
     def _request(self, messages: list[dict], seed: int) -> Generation:
         """One request with its retries; every failure ends as a ``Generation`` with ``error``."""
@@ -428,13 +605,16 @@ class OpenAIBackend:
             retry_after = None
             try:
                 return self._once(data)
+            except CrossOriginRedirect as exc:
+                error = str(exc.reason)
+                break
             except urllib.error.HTTPError as exc:
-                error = f"HTTP {exc.code}: {_error_body(exc)}"
+                error = f"HTTP {exc.code}: {getattr(exc, 'body_text', '')}"
                 if exc.code not in RETRYABLE_HTTP:
                     break
                 if exc.code in (429, 503) and exc.headers is not None:
                     retry_after = exc.headers.get("Retry-After")
-            except TimeoutError as exc:  # socket.timeout is TimeoutError
+            except TimeoutError as exc:  # socket.timeout is TimeoutError; so is the _Deadline's
                 error = f"timeout after {self.timeout_s:g} s ({exc})"
             except OSError as exc:  # URLError, refused or reset connections
                 error = f"connection error: {getattr(exc, 'reason', exc)}"
@@ -449,8 +629,8 @@ class OpenAIBackend:
         if any(g.error is None for g in results):
             self.answered = True
         elif not self.answered and all(_is_client_error(g.error) for g in results):
-            # the endpoint refuses the request itself (bad model name, unsupported field): fail fast
-            hint = "" if self.standard_params_only else " (a hosted API may need --standard-params-only)"
+            # the endpoint refuses the request itself (bad model name, unsupported field, redirect): fail fast
+            hint = "" if self.standard_params_only or "redirect" in results[0].error else " (a hosted API may need --standard-params-only)"
             raise BackendConfigError(f"the endpoint rejected every request: {results[0].error}{hint}")
         return results
 

@@ -66,7 +66,8 @@ def make_parser() -> argparse.ArgumentParser:
     m.add_argument("--tensor-parallel-size", type=int, default=1, help="vllm")
     m.add_argument("--base-url", default=None, help="openai: e.g. http://localhost:8000/v1")
     m.add_argument("--api-key-env", default="OPENAI_API_KEY", help="openai: environment variable holding the key")
-    m.add_argument("--timeout", type=float, default=120.0, help="openai: seconds per request")
+    m.add_argument("--timeout", type=float, default=120.0,
+                   help="openai: wall-clock seconds per request attempt, from connecting to the last byte")
     m.add_argument("--retries", type=int, default=3, help="openai: retries per request (exponential backoff)")
     m.add_argument("--backoff", type=float, default=1.0,
                    help="openai: first retry delay in seconds (doubles per retry, +-50%% jitter; a longer Retry-After "

@@ -3,7 +3,9 @@
 Per step the trace keeps what the agent did (action, canonical command, outcome) and what the
 cluster did (reward and its seven components, the grader's running score, true node CPU and
 memory, which nodes were down, p99, offered / served / good traffic, throttle). For language
-models it also keeps the raw answer, the parse outcome and the generation length.
+models it also keeps the raw answer (up to ``MAX_RECORDED_ANSWER_CHARS`` characters; a longer
+one is stored cut, ending in ``RECORDED_ANSWER_CUT`` with its full length), the parse outcome
+and the generation length.
 
 **Success.** An episode succeeds when the SLO was kept through the incident at a sane cost:
 the database never went down (availability 1.0), at least 80 % of the offered requests were
@@ -27,8 +29,18 @@ from dime_gym.core.reward import REWARD_COMPONENTS
 from dime_gym.core.state import DB, STATE_DTYPE
 from dime_gym.scenarios.graders import grade_components
 
+MAX_RECORDED_ANSWER_CHARS = 65_536
+RECORDED_ANSWER_CUT = "...[cut: {n} characters in all]"
 SUCCESS_RULE = {"min_db_availability": 0.9, "min_goodput": 0.8, "min_slo_attainment": 0.8, "max_resource_cost": 0.5}
 ACTION_COUNT_KEYS = (*ACTION_KINDS, "unparsable", "backend_error")
+
+
+def recorded_answer(answer: str | None) -> str | None:
+    """``answer`` as a results file stores it: cut to ``MAX_RECORDED_ANSWER_CHARS`` characters."""
+    if answer is None or len(answer) <= MAX_RECORDED_ANSWER_CHARS:
+        return answer
+    marker = RECORDED_ANSWER_CUT.format(n=len(answer))
+    return answer[: MAX_RECORDED_ANSWER_CHARS - len(marker)] + marker
 
 
 def is_success(db_availability: float, goodput: float, slo_attainment: float, resource_cost: float) -> bool:
@@ -68,8 +80,8 @@ class Trace:
 
     def record_text(self, answer: str | None, parse_error: str | None, rescues, completion_tokens, finish_reason,
                     backend_error: str | None) -> None:
-        """The language-model side of the step just recorded."""
-        for key, value in zip(self.text, (answer, parse_error, list(rescues), completion_tokens, finish_reason, backend_error),
+        """The language-model side of the step just recorded (the answer cut by :func:`recorded_answer`)."""
+        for key, value in zip(self.text, (recorded_answer(answer), parse_error, list(rescues), completion_tokens, finish_reason, backend_error),
                               strict=True):
             self.text[key].append(value)
 

@@ -5,6 +5,10 @@ the episodes in flight. ``--resume`` reads the file back, drops a torn last line
 off by the interruption), checks that the run's protocol (policy, sampling settings, system
 prompt, step limit, simulator version) is unchanged, and skips every (task, seed) already
 there: an episode is never run or written twice.
+
+Reading checks every line: each must be a JSON object, a header's ``protocol`` an object, and
+an episode must hold the fields a summary reads (``EPISODE_FIELDS``) with the right types; a
+line that does not is a ``ResultsError`` naming the file, the line and the field.
 """
 
 from __future__ import annotations
@@ -20,6 +24,42 @@ class ResultsError(ValueError):
     """The results file cannot be used as asked (exists without --resume, different protocol, corrupt)."""
 
 
+EPISODE_FIELDS = {"task": "a string", "seed": "an integer", "score": "a number", "success": "a boolean",
+                  "actions": "an object"}  # what every episode line must hold (summaries read them)
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+_FIELD_TESTS = {"a string": lambda v: isinstance(v, str), "an integer": lambda v: isinstance(v, int) and not isinstance(v, bool),
+                "a number": _is_number, "a boolean": lambda v: isinstance(v, bool), "an object": lambda v: isinstance(v, dict)}
+
+
+def record_problem(record) -> str | None:
+    """Why ``record`` (one parsed line) cannot be used, or ``None``."""
+    from dime_trainer.evaluation.summary import MEAN_KEYS
+
+    if not isinstance(record, dict):
+        return f"is a JSON {type(record).__name__}, not a JSON object"
+    kind = record.get("type")
+    if kind == "run":
+        if not isinstance(record.get("protocol", {}), dict):
+            return "is a run header whose 'protocol' must be an object"
+    elif kind == "episode":
+        for name, expected in EPISODE_FIELDS.items():
+            if name not in record:
+                return f"is an episode missing {name!r} (needs {', '.join(EPISODE_FIELDS)})"
+            if not _FIELD_TESTS[expected](record[name]):
+                return f"is an episode whose {name!r} must be {expected}, got {type(record[name]).__name__}"
+        if not all(_is_number(v) for v in record["actions"].values()):
+            return "is an episode whose 'actions' counts must be numbers"
+        for name in (*MEAN_KEYS, "completion_tokens_mean", "truncated_answers"):
+            if record.get(name) is not None and not _is_number(record[name]):
+                return f"is an episode whose {name!r} must be a number, got {type(record[name]).__name__}"
+    return None
+
+
 def read_results(path: str | os.PathLike) -> tuple[dict | None, list[dict], int, bool]:
     """``(header, episodes, bytes of complete lines, torn)`` of a results file; ``torn`` when
     the last line is incomplete (it is not returned). A corrupt line elsewhere raises."""
@@ -33,12 +73,15 @@ def read_results(path: str | os.PathLike) -> tuple[dict | None, list[dict], int,
             continue
         try:
             record = json.loads(line)
-        except ValueError:
+        except (ValueError, RecursionError):
             if last or all(not rest.strip() for rest in lines[i + 1:]):
                 return header, episodes, good, True
             raise ResultsError(f"{path}: line {i + 1} is not JSON; the file is corrupt") from None
         if last:  # complete JSON but no newline: the write was cut off before it
             return header, episodes, good, True
+        problem = record_problem(record)
+        if problem:
+            raise ResultsError(f"{path}: line {i + 1} {problem}; the file is corrupt")
         if record.get("type") == "run":
             if header is None:
                 header = record
@@ -56,9 +99,14 @@ def read_header(path: str | os.PathLike) -> dict | None:
             if line.strip():
                 try:
                     record = json.loads(line)
-                except ValueError:
+                except (ValueError, RecursionError):
                     return None
-                return record if isinstance(record, dict) and record.get("type") == "run" else None
+                if isinstance(record, dict) and record.get("type") == "run":
+                    problem = record_problem(record)
+                    if problem:
+                        raise ResultsError(f"{path}: line 1 {problem}; the file is corrupt")
+                    return record
+                return None
     return None
 
 

@@ -28,7 +28,7 @@ from dime_trainer.evaluation.episodes import ACTION_COUNT_KEYS, SUCCESS_RULE
 INDEX_WEIGHTS = {"score": 0.5, "success": 0.5}
 SUMMARY_FORMAT = "dime-eval-summary/1"
 MIN_PAIRS = 2  # shared seeds needed for a paired comparison of a task
-_MEAN_KEYS = ("db_downtime_steps", "db_availability", "slo_attainment", "served_fraction", "goodput", "resource_cost",
+MEAN_KEYS = ("db_downtime_steps", "db_availability", "slo_attainment", "served_fraction", "goodput", "resource_cost",
               "invalid_rate", "unparsable_rate", "backend_error_rate", "return", "steps")
 
 
@@ -71,7 +71,7 @@ def task_summary(eps: Sequence[dict]) -> dict:
         "index_term_se": stats.standard_error(term),
         "actions_per_episode": {k: _mean(e["actions"].get(k, 0) for e in eps) for k in ACTION_COUNT_KEYS},
     }
-    out.update({k: _mean(e.get(k) for e in eps) for k in _MEAN_KEYS})
+    out.update({k: _mean(e.get(k) for e in eps) for k in MEAN_KEYS})
     if any("completion_tokens_mean" in e for e in eps):
         out["completion_tokens_mean"] = _mean(e.get("completion_tokens_mean") for e in eps)
         out["truncated_answers"] = int(sum(e.get("truncated_answers", 0) for e in eps))
@@ -101,7 +101,7 @@ def overall_summary(per_task: dict[str, dict]) -> dict:
         "dime_index_partial": index,
         "dime_index_ci95": 100.0 * stats.Z975 * index_se,
     }
-    for k in _MEAN_KEYS:
+    for k in MEAN_KEYS:
         out[k] = float(np.mean([per_task[t][k] for t in tasks]))
     return out
 
