@@ -1,11 +1,18 @@
-"""DIME: an 8-node cluster simulator for training and evaluating on-call SRE agents.
+"""DIME (Distributed Infrastructure Management Environment): an 8-node cluster simulator for
+training and evaluating on-call SRE (site reliability engineering) agents.
 
-Importing the package registers ``DIME-v0``::
+Importing the package registers, with ``spec.max_episode_steps`` set:
+
+* ``DIME-v0``: any task, chosen with ``task=`` (omitted: ``"traffic_spike"``);
+* ``DIME-<task>-v0``, one per task (``DIME-retry_storm-v0``, ...), for tools that take only an id;
+* ``DIME-multitask-v0``: a task drawn per episode from all 14 (``info["task"]`` says which).
+
+::
 
     import gymnasium as gym
     import dime_gym
 
-    env = gym.make("DIME-v0", task="retry_storm")
+    env = gym.make("DIME-v0", task="retry_storm")   # or gym.make("DIME-retry_storm-v0")
 
 or, without the import, ``gym.make("dime_gym:DIME-v0", task="retry_storm")``.
 """
@@ -18,14 +25,29 @@ from dime_gym.scenarios import DEFAULT_TASK, TASK_IDS, TASKS, TaskId, build_epis
 
 __version__ = "0.1.0"
 ENV_ID = "DIME-v0"
+MULTITASK_ENV_ID = "DIME-multitask-v0"
+TASK_ENV_IDS: dict[str, str] = {task: f"DIME-{task}-v0" for task in TASK_IDS}
+_LONGEST_EPISODE = max(task.episode_steps for task in TASKS)
 
-if ENV_ID not in gym.registry:
+
+def _register(env_id: str, task, max_episode_steps: int, vector: bool = True) -> None:
+    if env_id in gym.registry:  # a re-import (e.g. importlib.reload) keeps the first registration
+        return
     gym.register(
-        id=ENV_ID,
+        id=env_id,
         entry_point="dime_gym.registration:make_dime_env",
-        vector_entry_point="dime_gym.vector:DimeVectorEnv",
-        kwargs={"task": DEFAULT_TASK},
+        vector_entry_point="dime_gym.vector:DimeVectorEnv" if vector else None,
+        max_episode_steps=max_episode_steps,
+        kwargs={"task": task},
     )
+
+
+# the env truncates each episode at its task's length itself; the spec bounds the longest task
+_register(ENV_ID, DEFAULT_TASK, _LONGEST_EPISODE)
+for _task in TASKS:
+    _register(TASK_ENV_IDS[_task.id], _task.id, _task.episode_steps)
+_register(MULTITASK_ENV_ID, "all", _LONGEST_EPISODE, vector=False)  # DimeVectorEnv has one task per sub-env
+del _task
 
 
 def __getattr__(name: str):
@@ -49,4 +71,4 @@ def __getattr__(name: str):
     raise AttributeError(f"module 'dime_gym' has no attribute {name!r}")
 
 
-__all__ = ["DEFAULT_TASK", "ENV_ID", "TASKS", "TASK_IDS", "TaskId", "DimeEnv", "DimeVectorEnv", "score_actions", "build_episode", "get_task", "triage", "RULES", "TRIAGE_THRESHOLDS"]
+__all__ = ["DEFAULT_TASK", "ENV_ID", "MULTITASK_ENV_ID", "TASK_ENV_IDS", "TASKS", "TASK_IDS", "TaskId", "DimeEnv", "DimeVectorEnv", "score_actions", "build_episode", "get_task", "triage", "RULES", "TRIAGE_THRESHOLDS"]

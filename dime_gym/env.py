@@ -7,6 +7,7 @@ the views and dicts Gymnasium expects; the triage oracle in ``info`` runs only w
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import gymnasium as gym
@@ -33,7 +34,8 @@ from dime_gym.logs import log_excerpt
 from dime_gym.observation import observation_space
 from dime_gym.observation_buffers import allocate_single_buffers, observation_from_buffers
 from dime_gym.oracle import triage
-from dime_gym.scenarios import DEFAULT_TASK, Episode, build_episode, get_task
+from dime_gym.render import render_rgb
+from dime_gym.scenarios import DEFAULT_TASK, TASK_IDS, Episode, build_episode, get_task
 from dime_gym.snapshot import decode_snapshot, encode_snapshot
 
 
@@ -174,6 +176,23 @@ def validate_action_batch(actions: Any, n: int | None = None) -> np.ndarray:
     return a
 
 
+def task_pool(task: str | Sequence[str]) -> tuple[str, ...]:
+    """The tasks an env draws its episodes from: one id, ``"all"`` (the 14 tasks) or a sequence
+    of distinct ids; ``ValueError`` naming the valid ids otherwise."""
+    if isinstance(task, str):
+        tasks = TASK_IDS if task == "all" else (task,)
+    else:
+        try:
+            tasks = tuple(task)
+        except TypeError:
+            raise ValueError(f"task must be a task id, 'all' or a sequence of task ids, got {task!r}") from None
+        if not tasks or len(set(tasks)) != len(tasks):
+            raise ValueError(f"a task sequence needs distinct task ids, got {task!r}")
+    for t in tasks:
+        get_task(t)
+    return tasks
+
+
 class DimeEnv(gym.Env):
     """An 8-node cluster under one of 14 failure scenarios, operated by an on-call SRE agent.
 
@@ -226,7 +245,10 @@ class DimeEnv(gym.Env):
     database can always be restarted. ``info["score"]`` is the task grader's running value.
 
     ## Arguments
-    ``task`` (default ``"traffic_spike"``), ``render_mode`` (``None`` or ``"ansi"``),
+    ``task``: a task id (default ``"traffic_spike"`` when omitted), or ``"all"`` or a sequence
+    of ids to draw one task per episode, uniformly, from the reset generator (``info["task"]``
+    says which; ``DIME-multitask-v0`` registers ``"all"``); ``render_mode`` (``None``, ``"ansi"`` or
+    ``"rgb_array"``, a ``(240, 416, 3) uint8`` picture, see ``dime_gym.render``),
     ``trace_path`` (CSV for ``level_5_alibaba_trace``), ``with_oracle`` (add the triage
     oracle's suggestion to ``info``, default True; computed only when read, see
     ``OracleInfo``). ``reset(options={"task": ...})`` switches the task for that episode.
@@ -247,17 +269,18 @@ class DimeEnv(gym.Env):
     >>> obs, reward, terminated, truncated, info = env.step(env.action_space.sample())
     """
 
-    metadata = {"render_modes": ["ansi"], "render_fps": 4}
+    metadata = {"render_modes": ["ansi", "rgb_array"], "render_fps": 4}
 
-    def __init__(self, task: str = DEFAULT_TASK, render_mode: str | None = None, trace_path: str | None = None, with_oracle: bool = True):
-        get_task(task)
+    def __init__(self, task: str | Sequence[str] = DEFAULT_TASK, render_mode: str | None = None, trace_path: str | None = None,
+                 with_oracle: bool = True):
+        self.tasks = task_pool(task)
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
-            raise ValueError(f"render_mode {render_mode!r} is not supported; valid: None, 'ansi'")
-        self.task = task
+            raise ValueError(f"render_mode {render_mode!r} is not supported; valid: None, 'ansi', 'rgb_array'")
+        self.task = task if isinstance(task, str) else list(self.tasks)
         self.render_mode = render_mode
         self.with_oracle = with_oracle
         self._task_options = {"trace_path": trace_path} if trace_path is not None else {}
-        if trace_path is not None and "trace_path" not in get_task(task).options:
+        if trace_path is not None and not any("trace_path" in get_task(t).options for t in self.tasks):
             raise ValueError(f"trace_path is only valid for level_5_alibaba_trace, not {task!r}")
         self.observation_space = observation_space()
         self.action_space = spaces.MultiDiscrete(ACTION_NVEC)
@@ -267,11 +290,14 @@ class DimeEnv(gym.Env):
     # -- gymnasium API ------------------------------------------------------------------------
     def reset(self, *, seed: int | None = None, options: dict | None = None):
         options = dict(options or {})
-        task = options.pop("task", self.task)
+        task = options.pop("task", None)
         if options:
             raise ValueError(f"unknown reset option(s) {sorted(options)}; valid: 'task'")
-        get_task(task)  # checked before seeding: a refused reset changes nothing
+        if task is not None:
+            get_task(task)  # checked before seeding: a refused reset changes nothing
         super().reset(seed=seed)
+        if task is None:  # a multi-task env draws the episode's task first, from the same generator
+            task = self.tasks[0] if len(self.tasks) == 1 else self.tasks[int(self.np_random.integers(len(self.tasks)))]
         task_options = self._task_options if "trace_path" in get_task(task).options else {}
         episode_seed = int(self.np_random.integers(0, 2**63 - 1))
         self._episode = build_episode(task, episode_seed, **task_options)
@@ -355,9 +381,13 @@ class DimeEnv(gym.Env):
         return self._observe_current()
 
     def render(self):
+        """``"ansi"``: a text picture (one line per node); ``"rgb_array"``: an ``(H, W, 3) uint8``
+        picture (``dime_gym.render``); no render mode: ``None``."""
+        if self.render_mode == "rgb_array":
+            return render_rgb(self._states[0], self._params[0])
         if self.render_mode != "ansi":
             return None
-        return render_ansi(self._states[0], self._episode.task.id if self._episode else self.task)
+        return render_ansi(self._states[0], self._episode.task.id if self._episode else self.tasks[0])
 
     # -- helpers ------------------------------------------------------------------------------
     @property

@@ -3,13 +3,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import gymnasium as gym
 
 from dime_gym.env import DimeEnv
 from dime_gym.scenarios import DEFAULT_TASK
 
 
-def make_dime_env(task: str = DEFAULT_TASK, text: bool = False, system_prompt: str | None = None, **kwargs) -> gym.Env:
+def make_dime_env(task: str | Sequence[str] = DEFAULT_TASK, text: bool = False, system_prompt: str | None = None, **kwargs) -> gym.Env:
     """``DimeEnv(task, **kwargs)``; with ``text=True`` wrapped in ``TextEnv`` (whose system
     prompt ``system_prompt`` replaces the default)."""
     env = DimeEnv(task=task, **kwargs)

@@ -26,6 +26,7 @@ from dime_gym.core.batch import BatchOutputs, advance_batch
 from dime_gym.core.reward import REWARD_COMPONENTS
 from dime_gym.core.state import MAX_EPISODE_STEPS, empty_batch
 from dime_gym.env import render_ansi, validate_action_batch
+from dime_gym.render import render_rgb
 from dime_gym.observation import observation_space
 from dime_gym.observation_buffers import observation_from_buffers
 from dime_gym.scenarios import DEFAULT_TASK, build_episode, get_task
@@ -85,13 +86,13 @@ class DimeVectorEnv(VectorEnv):
     ## Arguments
     ``num_envs``; ``task``: one id or a sequence of ``num_envs`` ids (mixed tasks);
     ``max_episode_steps`` (truncate earlier than the task's length); ``render_mode``
-    (``"ansi"``: ``render()`` returns one text picture per sub-env); ``trace_path`` (for
+    (``"ansi"`` or ``"rgb_array"``: ``render()`` returns one picture per sub-env); ``trace_path`` (for
     ``level_5_alibaba_trace`` sub-envs); ``autoreset_mode``; ``parallel`` (``None``: use all
     cores from ``core.batch.PARALLEL_MIN_BATCH`` sub-envs; True/False to force);
     ``with_oracle`` (accepted as False for signature parity with ``DimeEnv``).
     """
 
-    metadata = {"render_modes": ["ansi"], "autoreset_mode": AutoresetMode.NEXT_STEP}
+    metadata = {"render_modes": ["ansi", "rgb_array"], "autoreset_mode": AutoresetMode.NEXT_STEP}
 
     def __init__(
         self,
@@ -110,7 +111,7 @@ class DimeVectorEnv(VectorEnv):
         if not isinstance(num_envs, (int, np.integer)) or num_envs < 1:
             raise ValueError(f"num_envs must be a positive integer, got {num_envs!r}")
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
-            raise ValueError(f"render_mode {render_mode!r} is not supported; valid: None, 'ansi'")
+            raise ValueError(f"render_mode {render_mode!r} is not supported; valid: None, 'ansi', 'rgb_array'")
         if max_episode_steps is not None and not 1 <= int(max_episode_steps):
             raise ValueError(f"max_episode_steps must be >= 1, got {max_episode_steps!r}")
         mode = parse_autoreset_mode(autoreset_mode)
@@ -215,10 +216,13 @@ class DimeVectorEnv(VectorEnv):
         terminations = np.zeros(n, dtype=np.bool_)
         return self._observation(out), out.rewards, terminations, truncations, self._infos(out, self._all_stepping)
 
-    def render(self) -> tuple[str, ...] | None:
-        """One ANSI picture per sub-env (``render_mode="ansi"``), else ``None``."""
-        if self.render_mode != "ansi" or not self._has_reset:
+    def render(self) -> tuple[str, ...] | tuple[np.ndarray, ...] | None:
+        """One picture per sub-env: text (``render_mode="ansi"``) or an ``(H, W, 3) uint8``
+        array (``"rgb_array"``, see ``dime_gym.render``); ``None`` without a mode or before reset."""
+        if self.render_mode is None or not self._has_reset:
             return None
+        if self.render_mode == "rgb_array":
+            return tuple(render_rgb(self._states[b], self._params[b]) for b in range(self.num_envs))
         return tuple(render_ansi(self._states[b], self._task_ids[b]) for b in range(self.num_envs))
 
     # -- snapshots ---------------------------------------------------------------------------------

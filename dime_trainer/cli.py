@@ -5,10 +5,13 @@
 
 Arguments are ``DimeArguments`` (the dataset and rewards) + TRL's ``GRPOConfig`` + ``ModelConfig``,
 parsed by ``TrlParser``: ``--config file.yaml`` sets defaults and command-line flags override it.
+``--help`` prints the options that matter here, without importing TRL; ``--help-all`` lists all
+of them (hundreds).
 """
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import logging
 import os
@@ -41,10 +44,60 @@ class DimeArguments:
     torch_threads: int | None = dataclasses.field(default=None, metadata={"help": "torch.set_num_threads (CPU runs)."})
 
 
+TRAIN_EXTRA_HINT = ("install the training extras: pip install -e '.[train]' (on a machine without a GPU install the CPU "
+                    "torch first: pip install torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu)")
+# The TRL options most runs set, for the short --help (the full list is --help-all).
+COMMON_TRL_OPTIONS = (
+    ("--model_name_or_path", "model directory or hub id (ModelConfig)"),
+    ("--output_dir", "where checkpoints, the adapter and logs go"),
+    ("--max_steps", "optimizer steps"),
+    ("--learning_rate", "initial AdamW learning rate"),
+    ("--per_device_train_batch_size", "prompts x generations per device and step"),
+    ("--num_generations", "completions per prompt (the GRPO group)"),
+    ("--max_completion_length", "new tokens per completion"),
+    ("--use_peft / --lora_r / --lora_alpha", "LoRA (ModelConfig)"),
+    ("--use_vllm / --vllm_mode", "generate with vLLM (CUDA; pip install -e '.[vllm]')"),
+    ("--bf16 / --use_cpu", "precision and device (the GPU recipe needs CUDA for bf16)"),
+    ("--save_steps / --resume_from_checkpoint", "checkpoints"),
+    ("--seed", "training seed (also shuffles the prompt dataset)"),
+)
+
+
 def make_parser():
+    """The full ``TrlParser`` (imports TRL); help strings are plain text."""
     from trl import GRPOConfig, ModelConfig, TrlParser
 
-    return TrlParser((DimeArguments, GRPOConfig, ModelConfig), prog="dime-train", description=__doc__.split("\n\n")[0])
+    from dime_trainer.helptext import plain_parser
+
+    parser = TrlParser((DimeArguments, GRPOConfig, ModelConfig), prog="dime-train", description=__doc__.split("\n\n")[0])
+    plain_parser(parser)
+    return parser
+
+
+def short_help() -> str:
+    """``dime-train --help``: the shortcuts, DIME's own options and the common TRL ones (no TRL import)."""
+    parser = argparse.ArgumentParser(
+        prog="dime-train", usage="dime-train (--smoke | --config FILE|NAME | --model_name_or_path MODEL) [options]",
+        description="GRPO fine-tuning of a language model on DIME (TRL + LoRA). A YAML config sets defaults; "
+                    "command-line flags override it.",
+        epilog="examples:\n  dime-train --smoke                                  # tiny model, a few steps on CPU\n"
+               "  dime-train --config qwen3_8b_grpo --output_dir runs/qwen3   # the GPU recipe (shipped config)\n"
+               "  dime-train --config my.yaml --learning_rate 1e-5 --tasks retry_storm,zombie_node\n\n"
+               f"shipped configs: {', '.join(sorted(p.stem for p in CONFIG_DIR.glob('*.yaml') if not p.stem.startswith('accelerate')))}\n"
+               "every GRPOConfig/ModelConfig option: dime-train --help-all",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    start = parser.add_argument_group("start")
+    start.add_argument("--smoke", action="store_true", help="the shipped smoke config: a tiny Qwen3 built in code, CPU")
+    start.add_argument("--config", metavar="FILE|NAME", help="YAML config: a file, or a shipped config by name")
+    start.add_argument("--help-all", action="store_true", help="list every option, TRL's included (slow: imports TRL)")
+    dime = parser.add_argument_group("DIME options (dataset and rewards)")
+    for field in dataclasses.fields(DimeArguments):
+        dime.add_argument(f"--{field.name}", metavar=field.type.replace(" | None", "").upper() if isinstance(field.type, str)
+                          else None, help=f"{field.metadata['help']} (default: {field.default})")
+    trl = parser.add_argument_group("common TRL options (GRPOConfig, ModelConfig)")
+    for flag, text in COMMON_TRL_OPTIONS:
+        trl.add_argument(flag, help=text, metavar="")
+    return parser.format_help()
 
 
 def expand_shortcuts(argv: list[str]) -> list[str]:
@@ -67,7 +120,7 @@ def prepare_dataset(dime_args: DimeArguments, seed: int):
     from dime_trainer.data import build_prompt_dataset, load_dataset, save_dataset
 
     build_args = {
-        "tasks": None if dime_args.tasks == "all" else [t.strip() for t in dime_args.tasks.split(",") if t.strip()],
+        "tasks": parse_tasks(dime_args.tasks),
         "seeds": dime_args.dataset_episodes, "epsilon": dime_args.explore_epsilon, "max_steps": dime_args.dataset_max_steps,
         "balance_tasks": dime_args.balance_tasks, "min_reward_gap": dime_args.min_reward_gap, "shuffle_seed": seed,
     }
@@ -86,12 +139,13 @@ def prepare_dataset(dime_args: DimeArguments, seed: int):
 def train(dime_args: DimeArguments, training_args, model_args):
     """Build the dataset, the model (LoRA), the four rewards and the monitor; train; save."""
     import torch
-    from transformers import AutoTokenizer
+    from transformers import AutoConfig, AutoTokenizer
     from trl import GRPOTrainer, get_peft_config
 
     from dime_trainer.monitor import TrainingHealthMonitor
     from dime_trainer.rewards import EnvReward, reward_format, reward_triage, reward_validity
 
+    parse_tasks(dime_args.tasks)  # a typo fails now, not after the model downloads
     if dime_args.torch_threads:
         torch.set_num_threads(dime_args.torch_threads)
     if dime_args.tiny_model:
@@ -113,8 +167,12 @@ def train(dime_args: DimeArguments, training_args, model_args):
         "dtype": model_args.dtype,
         **({"attn_implementation": model_args.attn_implementation} if model_args.attn_implementation else {}),
     }
+    try:  # the model must resolve before the prompt dataset (minutes, ~100 MB) is built
+        AutoConfig.from_pretrained(model_args.model_name_or_path)
+        tokenizer = AutoTokenizer.from_pretrained(model_args.model_name_or_path, padding_side="left")
+    except (OSError, ValueError) as exc:  # missing path or hub id, no network, a malformed id
+        raise SystemExit(f"dime-train: error: cannot load model {model_args.model_name_or_path!r}: {exc}") from None
     dataset = prepare_dataset(dime_args, training_args.seed)
-    tokenizer = AutoTokenizer.from_pretrained(model_args.model_name_or_path, padding_side="left")
     trainer = GRPOTrainer(
         model=model_args.model_name_or_path,
         reward_funcs=[reward_format, reward_validity, EnvReward(horizon=dime_args.env_reward_horizon), reward_triage],
@@ -146,12 +204,70 @@ def merge_adapter(base_model: str, adapter_dir: str | pathlib.Path, path: str | 
     return pathlib.Path(path)
 
 
+class _SkipRecordsWithOwnHandlers(logging.Filter):
+    """Drop, at the root handler, records that a library's own handler already printed
+    (``huggingface_hub`` and ``datasets`` attach one and still propagate: every line twice)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        logger = logging.getLogger(record.name)
+        while logger is not None and logger is not logging.root:
+            if logger.handlers:
+                return False
+            if not logger.propagate:
+                return True
+            logger = logger.parent
+        return True
+
+
+def configure_logging(stream=None) -> logging.Handler:
+    """INFO logging on stderr through one root handler that skips records already printed."""
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    handler.addFilter(_SkipRecordsWithOwnHandlers())
+    logging.root.addHandler(handler)
+    logging.root.setLevel(logging.INFO)
+    return handler
+
+
+def parse_tasks(text: str) -> list[str] | None:
+    """``--tasks``: ``None`` for 'all', else the listed ids; ``SystemExit`` naming the valid ids."""
+    from dime_gym.scenarios import TASK_IDS
+
+    if text.strip() == "all":
+        return None
+    tasks = [t.strip() for t in text.split(",") if t.strip()]
+    unknown = [t for t in tasks if t not in TASK_IDS]
+    if not tasks or unknown:
+        raise SystemExit(f"dime-train: error: --tasks {text!r}: unknown task(s) {', '.join(unknown) or '(none given)'}; "
+                         f"valid: all, or a comma-separated list of {', '.join(TASK_IDS)}")
+    return tasks
+
+
+def _gives_a_model(argv: list[str]) -> bool:
+    flags = {arg.split("=", 1)[0] for arg in argv}
+    return bool(flags & {"--config", "--model_name_or_path", "--tiny_model"})
+
+
 def main(argv: list[str] | None = None) -> None:
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
-    argv = expand_shortcuts(list(sys.argv[1:] if argv is None else argv))
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if "-h" in argv or "--help" in argv:
+        print(short_help(), end="")
+        return
+    help_all = "--help-all" in argv
+    if not help_all and not _gives_a_model(argv) and "--smoke" not in argv:
+        raise SystemExit("dime-train: error: no config or model given; try: dime-train --smoke (tiny model, CPU), "
+                         "dime-train --config qwen3_8b_grpo (GPU), or dime-train --help")
     try:
-        dime_args, training_args, model_args = make_parser().parse_args_and_config(args=argv)
+        parser = make_parser()
+    except ImportError as exc:
+        raise SystemExit(f"dime-train: error: {exc}; {TRAIN_EXTRA_HINT}") from None
+    if help_all:
+        parser.print_help()
+        return
+    configure_logging()
+    os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+    try:
+        dime_args, training_args, model_args = parser.parse_args_and_config(args=expand_shortcuts(argv))
     except ValueError as exc:  # TrlParser/GRPOConfig validation: unknown keys, bf16 without a GPU, ...
         hint = " (the GPU recipe needs CUDA; on a CPU machine try: dime-train --smoke)" if "bf16" in str(exc) else ""
         raise SystemExit(f"dime-train: error: {exc}{hint}") from None

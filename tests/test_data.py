@@ -8,10 +8,12 @@ import json
 import numpy as np
 import pytest
 
-from dime_gym.splits import PUBLIC_EVAL_SEEDS, TRAIN_SEED_START
-from dime_gym.text import format_action
-from dime_trainer.data import COLUMNS, build_prompt_dataset, load_dataset, prompt_from_row, save_dataset
-from dime_trainer.rewards import reward_env
+pytest.importorskip("datasets", reason="needs the training extras: pip install -e '.[train]'")
+
+from dime_gym.splits import PUBLIC_EVAL_SEEDS, TRAIN_SEED_START  # noqa: E402
+from dime_gym.text import format_action  # noqa: E402
+from dime_trainer.data import COLUMNS, build_prompt_dataset, load_dataset, prompt_from_row, save_dataset  # noqa: E402
+from dime_trainer.rewards import reward_env  # noqa: E402
 
 TASKS = ["retry_storm", "node_failure", "zombie_node"]
 

@@ -31,6 +31,7 @@ def tiny_model(tmp_path_factory):
     return save_tiny_qwen3(tmp_path_factory.mktemp("tiny-qwen3"))
 
 
+@pytest.mark.slow  # builds and runs a tiny Qwen3
 def test_hf_backend__runs_end_to_end_on_cpu(tiny_model, tmp_path):
     argv = ["--policy", "hf", "--model", str(tiny_model), "--tasks", "retry_storm,zombie_node", "--seeds", "1",
             "--max-new-tokens", "6", "--device", "cpu", "--out", str(tmp_path), "--name", "tiny", "--quiet"]
@@ -51,6 +52,7 @@ def test_hf_backend__runs_end_to_end_on_cpu(tiny_model, tmp_path):
     assert summary["tasks"]["zombie_node"]["completion_tokens_mean"] <= 6
 
 
+@pytest.mark.slow  # builds and runs a tiny Qwen3
 def test_hf_backend__loads_a_lora_adapter_directory(tiny_model, tmp_path):
     peft = pytest.importorskip("peft")
     from transformers import AutoModelForCausalLM
@@ -68,6 +70,7 @@ def test_hf_backend__loads_a_lora_adapter_directory(tiny_model, tmp_path):
     assert episodes[0]["steps"] == 3
 
 
+@pytest.mark.slow  # builds and runs a tiny Qwen3
 def test_hf_backend__batched_greedy_answers_equal_one_prompt_at_a_time(tiny_model):
     from dime_gym.env import DimeEnv
     from dime_gym.text import SYSTEM_PROMPT
@@ -91,6 +94,7 @@ def test_hf_backend__batched_greedy_answers_equal_one_prompt_at_a_time(tiny_mode
     assert all(g.finish_reason == "stop" and parse_answer(g.text).ok for g in batched)  # the imprinted format
 
 
+@pytest.mark.slow  # builds and runs a tiny Qwen3
 def test_hf_backend__a_tokenizer_without_chat_template_fails_before_the_weights_load(tiny_model, tmp_path, capsys):
     model = tmp_path / "no-template"
     model.mkdir()

@@ -7,9 +7,14 @@ from __future__ import annotations
 import math
 
 import pytest
-import torch
 
-from dime_trainer.cli import expand_shortcuts, make_parser, train
+torch = pytest.importorskip("torch", reason="needs the training extras: pip install -e '.[train]'")
+pytest.importorskip("trl", reason="needs the training extras: pip install -e '.[train]'")
+pytest.importorskip("peft", reason="needs the training extras: pip install -e '.[train]'")
+
+from dime_trainer.cli import expand_shortcuts, make_parser, train  # noqa: E402
+
+pytestmark = pytest.mark.slow  # trains a tiny model: deselect with -m "not slow"
 
 
 @pytest.fixture(autouse=True)

@@ -7,9 +7,11 @@ import pathlib
 
 import pytest
 
-from dime_trainer.cli import CONFIG_DIR, expand_shortcuts, make_parser
-from dime_trainer.monitor import TrainingHealthMonitor
-from dime_trainer.rewards import FLAT_ENV_GROUPS_METRIC, UNCLOSED_THINK_METRIC
+pytest.importorskip("trl", reason="needs the training extras: pip install -e '.[train]'")
+
+from dime_trainer.cli import CONFIG_DIR, expand_shortcuts, make_parser  # noqa: E402
+from dime_trainer.monitor import TrainingHealthMonitor  # noqa: E402
+from dime_trainer.rewards import FLAT_ENV_GROUPS_METRIC, UNCLOSED_THINK_METRIC  # noqa: E402
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 # Overrides that let the GPU recipe be parsed on a CPU machine (GRPOConfig refuses bf16 without CUDA).

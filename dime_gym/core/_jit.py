@@ -6,15 +6,46 @@ helpers imported from other files, so every kernel that calls another module's h
 recompiled together with them by clearing ``__pycache__`` (see README, "Development").
 ``fastmath`` is off so that results are bit-exact across the single and batched paths.
 Set ``DIME_NUMBA_CACHE=0`` to disable the on-disk cache.
+
+The first compilation of a DIME kernel in a process prints one note on stderr
+(``COMPILE_NOTE``), so a cold start of 10-40 s is not mistaken for a hang; kernels loaded from
+the cache compile nothing and print nothing.
 """
 
 from __future__ import annotations
 
 import os
+import sys
 
 import numba
+from numba.core import event
 
 CACHE = os.environ.get("DIME_NUMBA_CACHE", "1") != "0"
+COMPILE_NOTE = ("dime_gym: compiling DIME kernels (first run only; 10-40 s, then cached)" if CACHE else
+                "dime_gym: compiling DIME kernels (DIME_NUMBA_CACHE=0: every run; 10-40 s)")
+
+
+class _FirstCompileNote(event.Listener):
+    """Prints ``COMPILE_NOTE`` on stderr when the first DIME kernel of the process compiles
+    (Numba's ``numba:compile`` event fires only on a cache miss)."""
+
+    def __init__(self):
+        self.shown = False
+
+    def on_start(self, ev) -> None:
+        if self.shown:
+            return
+        module = getattr(getattr(ev.data.get("dispatcher"), "py_func", None), "__module__", None) or ""
+        if module.startswith("dime_gym."):
+            self.shown = True
+            print(COMPILE_NOTE, file=sys.stderr, flush=True)
+
+    def on_end(self, ev) -> None:
+        pass
+
+
+FIRST_COMPILE_NOTE = _FirstCompileNote()
+event.register("numba:compile", FIRST_COMPILE_NOTE)
 
 JIT_FLAGS = {"cache": CACHE, "fastmath": False, "error_model": "numpy", "nogil": True}
 

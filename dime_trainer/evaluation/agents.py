@@ -56,7 +56,7 @@ def build_agent(spec: str, args) -> Agent:
     from dime_gym.policies import BUILTIN_POLICIES, make_policy
 
     if spec in BUILTIN_POLICIES:
-        return Agent(spec, spec, "builtin", make_policy(spec), {"policy": spec}, {})
+        return Agent(sanitize(args.name or spec), spec, "builtin", make_policy(spec), {"policy": spec}, {})
     if spec in LM_BACKENDS:
         return _build_backend(spec, args)
     if ":" in spec:

@@ -11,7 +11,8 @@
     dime-eval report runs/eval/finetuned.jsonl                          # re-summarise a results file
 
 ``run`` is the default subcommand. Exit codes: 0 done, 1 stopped (endpoint down; resumable),
-2 bad arguments, 130 interrupted (resumable).
+2 bad arguments or a failing user policy (an exception or an invalid action, named with its task,
+seed and step), 130 interrupted (resumable).
 """
 
 from __future__ import annotations
@@ -25,13 +26,22 @@ DEFAULT_POLICIES = "noop,random,threshold,oracle"
 
 
 def make_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="dime-eval", description=__doc__.split("\n\n")[0].replace("``", ""),
-                                     epilog=__doc__.split("\n\n", 1)[1], formatter_class=argparse.RawDescriptionHelpFormatter)
-    sub = parser.add_subparsers(dest="command")
-    run = sub.add_parser("run", help="evaluate policies (the default subcommand)")
+    from dime_gym.policies import BUILTIN_POLICIES
+    from dime_trainer.helptext import plain
+
+    description, examples = (plain(part) for part in __doc__.split("\n\n", 1))
+    parser = argparse.ArgumentParser(prog="dime-eval", description=description, epilog=examples,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", metavar="{" + ",".join(SUBCOMMANDS) + "}")
+    # `dime-eval --help` shows this parser: run is the default subcommand, so its options come first
+    run = sub.add_parser("run", help="evaluate policies (the default subcommand)", usage="dime-eval [run] [options]",
+                         description=f"{description}\n\nother subcommands: {', '.join(SUBCOMMANDS[1:])} "
+                                     "(dime-eval SUBCOMMAND --help)",
+                         epilog=examples, formatter_class=argparse.RawDescriptionHelpFormatter)
     g = run.add_argument_group("protocol")
     g.add_argument("--policy", "--policies", dest="policies", default=DEFAULT_POLICIES,
-                   help="comma-separated: built-ins, hf, vllm, openai, or module:callable (default: %(default)s)")
+                   help=f"comma-separated: built-ins ({', '.join(BUILTIN_POLICIES)}), language models (hf, vllm, "
+                        "openai), or your own module:callable / path/file.py:callable (default: %(default)s)")
     g.add_argument("--tasks", default="all", help="comma-separated task ids, or 'all'")
     g.add_argument("--split", choices=("public", "heldout"), default="public",
                    help="public: seeds 0-99; heldout: 1,000,000-1,000,099 (never used for training data)")
@@ -100,7 +110,7 @@ def make_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    if not argv or (argv[0] not in SUBCOMMANDS and argv[0] not in ("-h", "--help")):
+    if not argv or argv[0] not in SUBCOMMANDS:  # run is the default, also for --help
         argv = ["run", *argv]
     args = make_parser().parse_args(argv)
     from dime_trainer.evaluation import commands

@@ -200,8 +200,15 @@ def write_summary(rf: ResultsFile, tasks, seeds, out: pathlib.Path, name: str) -
 # --- subcommands --------------------------------------------------------------------------------
 def run(args) -> int:
     from dime_trainer.evaluation.agents import LM_BACKENDS, build_agent
-    from dime_trainer.evaluation.report import scores_table
-    from dime_trainer.evaluation.runners import BackendUnavailable, Progress, make_jobs, run_array_policy, run_text_policy
+    from dime_trainer.evaluation.report import SCORES_LEGEND, scores_table
+    from dime_trainer.evaluation.runners import (
+        BackendUnavailable,
+        PolicyError,
+        Progress,
+        make_jobs,
+        run_array_policy,
+        run_text_policy,
+    )
 
     tasks = parse_tasks(args.tasks)
     split, seeds = resolve_seeds(args)
@@ -256,11 +263,17 @@ def run(args) -> int:
                     run_array_policy(agent.policy, jobs, rf.write, max_steps=args.max_steps, record_steps=args.record_steps,
                                      with_oracle=agent.kind == "array", progress=progress)
             except BackendUnavailable as exc:
-                print(f"\ndime-eval: stopped: {exc}\nfinished episodes are saved; continue with --resume --out {out}",
+                progress.close()
+                print(f"dime-eval: stopped: {exc}\nfinished episodes are saved; continue with --resume --out {out}",
                       file=sys.stderr)
                 status = 1
+            except PolicyError as exc:
+                progress.close()
+                print(f"dime-eval: error: policy {agent.spec}: {exc}\nfinished episodes are saved in {out}", file=sys.stderr)
+                status = 2
             except BackendConfigError as exc:
-                print(f"\ndime-eval: error: {exc}", file=sys.stderr)
+                progress.close()
+                print(f"dime-eval: error: {exc}", file=sys.stderr)
                 status = 2
             finally:
                 progress.close()
@@ -278,6 +291,7 @@ def run(args) -> int:
     if summaries:
         table = scores_table(summaries)
         print(table)
+        print(SCORES_LEGEND)
         if len(summaries) > 1:
             (out / "scores.md").write_text(table + "\n", encoding="utf-8")
         unfinished = [s["run"]["name"] for s in summaries if not s["run"]["finished"]]
@@ -317,7 +331,7 @@ def timeline(args) -> int:
     from dime_trainer.evaluation import plots
 
     try:
-        _, episodes = load_episodes(args.results)
+        header, episodes = load_episodes(args.results)
     except (OSError, ResultsError) as exc:
         raise UsageError(f"cannot read {args.results}: {exc}") from None
     chosen = [e for e in episodes if (args.task is None or e["task"] == args.task) and (args.seed is None or e["seed"] == args.seed)]
@@ -325,7 +339,7 @@ def timeline(args) -> int:
         have = ", ".join(f"{e['task']}/{e['seed']}" for e in episodes[:10])
         raise UsageError(f"no episode task={args.task} seed={args.seed} in {args.results} (it has: {have or 'none'} ...)")
     try:
-        plots.save(plots.timeline_figure(chosen[0]), args.out)
+        plots.save(plots.timeline_figure(chosen[0], run_name=(header or {}).get("name")), args.out)
     except (plots.PlotUnavailable, ValueError) as exc:
         raise UsageError(str(exc)) from None
     print(f"dime-eval: wrote {args.out} ({chosen[0]['task']} seed {chosen[0]['seed']})", file=sys.stderr)
@@ -333,7 +347,7 @@ def timeline(args) -> int:
 
 
 def report(args) -> int:
-    from dime_trainer.evaluation.report import scores_table
+    from dime_trainer.evaluation.report import SCORES_LEGEND, scores_table
 
     summaries = []
     for path in args.files:
@@ -345,4 +359,5 @@ def report(args) -> int:
         summaries.append(summary)
     if len(summaries) > 1:
         print(scores_table(summaries))
+        print(SCORES_LEGEND)
     return 0

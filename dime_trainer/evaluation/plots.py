@@ -1,8 +1,9 @@
 """Plots (matplotlib, an optional extra: ``pip install -e '.[plot]'``), drawn off-screen (Agg).
 
 * :func:`bars_figure`: mean score per task with 95 % intervals, several runs side by side.
-* :func:`timeline_figure`: one episode step by step: node CPU and memory, p99 against the SLO
-  with served / offered traffic, and every action taken.
+* :func:`timeline_figure`: one episode step by step: node CPU and memory (down nodes marked
+  per node), p99 against the SLO with good / offered traffic and the throttle, the reward and
+  running score, and every action taken.
 """
 
 from __future__ import annotations
@@ -66,25 +67,35 @@ def _nan_for_missing(values: Sequence[float | None]) -> np.ndarray:
     return np.array([np.nan if v is None else v for v in values], dtype=np.float64)
 
 
-def timeline_figure(episode: dict):
-    """One episode's timeline from its ``trace`` (runs made with --no-steps have none)."""
+_DOWN_MARKERS = ("s", "o", "^", "v", "D", "P", "X", "*")  # one per node, so down nodes are told apart without colour
+
+
+def timeline_figure(episode: dict, run_name: str | None = None):
+    """One episode's timeline from its ``trace`` (runs made with --no-steps have none);
+    ``run_name`` (the policy's run name) goes into the title."""
     plt = _pyplot()
     tr = episode.get("trace")
     if not tr:
         raise ValueError("this episode has no per-step trace (the run used --no-steps)")
     steps = np.arange(1, len(tr["reward"]) + 1)
     cpu, mem = np.array(tr["cpu"]), np.array(tr["mem"])
-    fig, axes = plt.subplots(4, 1, figsize=(11, 10), sharex=True, gridspec_kw={"height_ratios": [3, 3, 3, 2]})
+    fig, axes = plt.subplots(5, 1, figsize=(11, 12), sharex=True, gridspec_kw={"height_ratios": [3, 3, 3, 2, 2]})
     colors = plt.get_cmap("tab10")
     for i in range(N_NODES):
         style = {"lw": 2.2, "color": "black"} if i == DB else {"lw": 1.0, "color": colors(i)}
         axes[0].plot(steps, cpu[:, i], label="node-0 (DB)" if i == DB else f"node-{i}", **style)
         axes[1].plot(steps, mem[:, i], **style)
-    for t, nodes in zip(steps, tr["down_nodes"], strict=True):
-        for node in nodes:
-            axes[0].plot([t], [-0.04 - 0.015 * node], marker="s", ms=3, color="black" if node == DB else colors(node))
-    axes[0].set_ylabel("CPU (squares: node down)")
-    axes[0].set_ylim(-0.17, 1.05)
+    lane = {i: -0.06 - 0.055 * i for i in range(N_NODES)}  # one lane per node under the CPU curves
+    for i in range(N_NODES):
+        down = [t for t, nodes in zip(steps, tr["down_nodes"], strict=True) if i in nodes]
+        if down:
+            axes[0].plot(down, [lane[i]] * len(down), ls="none", marker=_DOWN_MARKERS[i], ms=4,
+                         color="black" if i == DB else colors(i))
+        axes[0].annotate(f"n{i}", (0, lane[i]), xycoords=("axes fraction", "data"), xytext=(-3, 0),
+                         textcoords="offset points", ha="right", va="center", fontsize=6)
+    axes[0].set_ylabel("CPU\n(below 0: down nodes)")
+    axes[0].set_ylim(lane[N_NODES - 1] - 0.04, 1.05)
+    axes[0].set_yticks(np.linspace(0, 1, 6))  # the lanes below 0 carry node labels instead
     axes[0].legend(fontsize=7, ncol=4, loc="upper left")
     axes[1].axhline(OOM_THRESHOLD, color="red", ls="--", lw=0.8, label="OOM line")
     axes[1].set_ylabel("memory")
@@ -94,20 +105,37 @@ def timeline_figure(episode: dict):
     axes[2].axhline(SLO_P99_MS, color="red", ls="--", lw=0.8, label="SLO")
     axes[2].set_ylabel("p99 (ms)")
     share = axes[2].twinx()
-    offered = np.maximum(np.array(tr["offered_rps"]), 1e-9)
-    share.plot(steps, np.array(tr["good_rps"]) / offered, color="green", lw=1, label="good / offered")
+    share.plot(steps, good_fraction(tr["good_rps"], tr["offered_rps"]), color="green", lw=1, label="good / offered")
     share.plot(steps, tr["throttle"], color="orange", lw=1, ls=":", label="throttle")
     share.set_ylim(0, 1.05)
     share.set_ylabel("fraction")
     lines = axes[2].get_legend_handles_labels()
     more = share.get_legend_handles_labels()
     axes[2].legend(lines[0] + more[0], lines[1] + more[1], fontsize=7, loc="upper left")
-    _actions_panel(axes[3], steps, tr)
-    axes[3].set_xlabel("step")
-    fig.suptitle(f"{episode['task']} seed {episode['seed']}: score {episode['score']:.3f}"
+    axes[3].plot(steps, tr["reward"], color="tab:blue", lw=1, label="reward (per step)")
+    axes[3].axhline(0, color="grey", lw=0.6)
+    axes[3].set_ylabel("reward")
+    score_ax = axes[3].twinx()
+    score_ax.plot(steps, tr["score"], color="black", lw=1.2, ls="--", label="running score")
+    score_ax.set_ylim(0, 1.05)
+    score_ax.set_ylabel("score")
+    lines, more = axes[3].get_legend_handles_labels(), score_ax.get_legend_handles_labels()
+    axes[3].legend(lines[0] + more[0], lines[1] + more[1], fontsize=7, loc="lower left")
+    _actions_panel(axes[4], steps, tr)
+    axes[4].set_xlabel("step")
+    who = f"{run_name}: " if run_name else ""
+    fig.suptitle(f"{who}{episode['task']} seed {episode['seed']}: score {episode['score']:.3f}"
                  f"{' (success)' if episode.get('success') else ''}")
     fig.tight_layout()
     return fig
+
+
+def good_fraction(good_rps: Sequence[float], offered_rps: Sequence[float]) -> np.ndarray:
+    """Good / offered traffic per step, in [0, 1] (requests queued earlier can be served in a
+    step with less new traffic, so the raw ratio can pass 1); 1 when nothing was offered."""
+    good, offered = np.asarray(good_rps, dtype=np.float64), np.asarray(offered_rps, dtype=np.float64)
+    ratio = np.divide(good, offered, out=np.ones_like(good), where=offered > 0)
+    return np.clip(ratio, 0.0, 1.0)
 
 
 _LABELS = {  # short labels of the actions worth naming on the timeline, by action kind

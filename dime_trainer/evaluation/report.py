@@ -77,6 +77,11 @@ def run_table(summary: dict) -> str:
     return "\n".join(lines)
 
 
+SCORES_LEGEND = ("score ± half-width of the 95 % interval over seeds (0–1, higher is better); success: episodes with "
+                 "the DB always up, goodput and SLO attainment ≥ 0.8 and resource cost ≤ 0.5; DIME index: 100 × mean "
+                 "over the 14 tasks of (½ score + ½ success rate).")
+
+
 def scores_table(summaries: Sequence[dict]) -> str:
     """Several runs side by side: mean score ± 95 % CI per task, then the overall rows."""
     names = [s["run"].get("name", f"run{i}") for i, s in enumerate(summaries)]

@@ -38,33 +38,68 @@ def make_jobs(tasks: Sequence[str], seeds: Sequence[int], skip: Iterable[tuple[s
     return [Job(t, int(s)) for t in tasks for s in seeds if (t, int(s)) not in done]
 
 
+class PolicyError(RuntimeError):
+    """A user's array policy raised or returned an action outside the action space; the message
+    names the task, seed and step. The run stops (finished episodes are kept; exit code 2)."""
+
+
 class BackendUnavailable(RuntimeError):
     """Every request failed for many consecutive steps or seconds: the run stops (finished
     episodes are kept)."""
 
 
-class Progress:
-    """A one-line progress report on stderr, refreshed at most twice a second."""
+def _clock(seconds: float) -> str:
+    seconds = int(round(seconds))
+    return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}" if seconds >= 3600 else f"{seconds // 60}:{seconds % 60:02d}"
 
-    def __init__(self, total: int, label: str, enabled: bool = True):
-        self.total, self.label, self.enabled = total, label, enabled
+
+class Progress:
+    """Episode progress on stderr with rate and ETA: a ``tqdm`` bar on a terminal; in a log
+    (not a TTY) a plain line every ``log_interval_s`` seconds and at the end, never ``\\r``."""
+
+    def __init__(self, total: int, label: str, enabled: bool = True, stream=None, log_interval_s: float = 30.0):
+        self.total, self.label, self.enabled = total, label, enabled and total > 0
+        self.stream = sys.stderr if stream is None else stream
+        self.log_interval_s = log_interval_s
         self.done = 0
         self.steps = 0
         self.start = self.last = time.perf_counter()
+        self._bar = None
+        if self.enabled and getattr(self.stream, "isatty", lambda: False)():
+            try:
+                from tqdm import tqdm
+            except ImportError:  # tqdm is a base dependency; a stripped install falls back to log lines
+                tqdm = None
+            if tqdm is not None:
+                self._bar = tqdm(total=total, desc=f"[dime-eval] {label}", unit="ep", file=self.stream, mininterval=0.5,
+                                 dynamic_ncols=True)
 
     def update(self, episodes: int = 0, steps: int = 0) -> None:
         self.done += episodes
         self.steps += steps
+        if not self.enabled:
+            return
+        if self._bar is not None:
+            if episodes:
+                self._bar.update(episodes)
+            return
         now = time.perf_counter()
-        if self.enabled and (now - self.last > 0.5 or self.done == self.total):
+        if episodes and (now - self.last >= self.log_interval_s or self.done == self.total):
             self.last = now
-            rate = self.done / max(now - self.start, 1e-9)
-            print(f"\r[dime-eval] {self.label}: {self.done}/{self.total} episodes  {rate:.1f} ep/s  "
-                  f"{self.steps / max(now - self.start, 1e-9):.0f} steps/s", end="", file=sys.stderr, flush=True)
+            print(self.line(now), file=self.stream, flush=True)
+
+    def line(self, now: float | None = None) -> str:
+        """``[dime-eval] noop: 120/1400 episodes (9 %), 2.1 ep/s, 640 steps/s, elapsed 0:57, ETA 10:10``."""
+        elapsed = max((time.perf_counter() if now is None else now) - self.start, 1e-9)
+        rate = self.done / elapsed
+        eta = _clock((self.total - self.done) / rate) if rate > 0 else "?"
+        return (f"[dime-eval] {self.label}: {self.done}/{self.total} episodes ({100 * self.done / max(self.total, 1):.0f} %), "
+                f"{rate:.1f} ep/s, {self.steps / elapsed:.0f} steps/s, elapsed {_clock(elapsed)}, ETA {eta}")
 
     def close(self) -> None:
-        if self.enabled and self.total:
-            print(file=sys.stderr)
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None
 
 
 def _episode_steps(env) -> int:
@@ -89,18 +124,32 @@ def run_array_policy(policy, jobs: Sequence[Job], on_episode: Callable[[dict], N
         start = time.perf_counter()
         obs, info = env.reset(seed=job.seed, options={"task": job.task})
         if reset is not None:
-            reset(job.seed, env.episode)
+            _call_policy(reset, job, 0, "reset", job.seed, env.episode)
         limit = _episode_steps(env) if max_steps is None else min(max_steps, _episode_steps(env))
         trace = Trace(limit)
-        for _ in range(limit):
-            action = np.asarray(policy(obs, info), dtype=np.int64)
-            obs, _, _, _, info = env.step(action)
+        for step in range(limit):
+            action = _call_policy(policy, job, step, "the policy", obs, info)
+            try:
+                obs, _, _, _, info = env.step(action)  # validates the action before anything changes
+            except ValueError as exc:
+                raise PolicyError(f"task {job.task} seed {job.seed} step {step}: invalid action: {exc}") from None
+            action = np.asarray(action, dtype=np.int64)
             errors = info["action_errors"]
             trace.record(action, _current_state(env), info["score"], errors, "rejected" if errors else "applied")
         on_episode(episode_record(job.task, job.seed, trace, _current_state(env), info["score"],
                                   time.perf_counter() - start, record_steps))
         if progress is not None:
             progress.update(1, limit)
+
+
+def _call_policy(fn, job: Job, step: int, what: str, *args):
+    """``fn(*args)``; an exception from user code becomes a ``PolicyError`` naming where it happened."""
+    try:
+        return fn(*args)
+    except Exception as exc:  # noqa: BLE001 - user code
+        from dime_trainer.evaluation.backends import describe_user_error
+
+        raise PolicyError(f"task {job.task} seed {job.seed} step {step}: {what} raised {describe_user_error(exc)}") from None
 
 
 def request_seed(sampling_seed: int, job: Job, step: int) -> int:
