@@ -21,9 +21,11 @@ QWEN3_ADDED_TOKENS = ("<think>", "</think>", "<tool_call>", "</tool_call>", "<to
 
 
 def _oracle_states(steps: int):
-    """``(obs, info)`` of the first ``steps`` states of one oracle-driven episode per task
-    (task i on seed i)."""
+    """``(obs, info)`` of ``steps`` states spread evenly over one oracle-driven episode per task
+    (task i on seed i): faults strike at seed-dependent steps, so the first few states alone
+    would nearly all be healthy ones whose answer is no_op."""
     import gymnasium as gym
+    import numpy as np
 
     import dime_gym  # noqa: F401 - registers DIME-v0
     from dime_gym.scenarios import TASK_IDS
@@ -31,8 +33,10 @@ def _oracle_states(steps: int):
     for seed, task in enumerate(TASK_IDS):
         env = gym.make("DIME-v0", task=task)
         obs, info = env.reset(seed=seed)
-        for _ in range(steps):
-            yield obs, info
+        keep = set(np.linspace(0, env.unwrapped.episode.task.episode_steps - 1, steps).round().astype(int).tolist())
+        for t in range(max(keep) + 1):
+            if t in keep:
+                yield obs, info
             obs, _, _, _, info = env.step(info["oracle"]["action"])
 
 
@@ -102,13 +106,13 @@ def oracle_answer_examples(tokenizer, steps: int = 3) -> list[tuple[list[int], l
         oracle = info["oracle"]
         prompt = tokenizer.apply_chat_template(render_messages(obs, info), add_generation_prompt=True, tokenize=False,
                                                enable_thinking=False)
-        answer = (f'<reasoning>Rule {oracle["rule_id"]} ({oracle["rule"]}) applies.</reasoning>\n'
+        answer = (f"<reasoning>Rule {oracle['rule_id']} applies.</reasoning>\n"
                   f'<action>{{"command": "{oracle["command"]}"}}</action>{tokenizer.eos_token}')
         examples.append((tokenizer(prompt)["input_ids"], tokenizer(answer)["input_ids"]))
     return examples
 
 
-def imprint_answer_format(model, tokenizer, steps: int = 80, learning_rate: float = 3e-3, seed: int = 0):
+def imprint_answer_format(model, tokenizer, steps: int = 200, learning_rate: float = 3e-3, seed: int = 0):
     """A few supervised steps (loss on the answer tokens only) on ``oracle_answer_examples``."""
     import torch
 
@@ -127,7 +131,7 @@ def imprint_answer_format(model, tokenizer, steps: int = 80, learning_rate: floa
     return model
 
 
-def save_tiny_qwen3(path: str | pathlib.Path, seed: int = 0, imprint_steps: int = 80) -> pathlib.Path:
+def save_tiny_qwen3(path: str | pathlib.Path, seed: int = 0, imprint_steps: int = 200) -> pathlib.Path:
     """Build the tiny model and tokenizer, imprint the answer format (``imprint_steps``
     supervised steps; 0 leaves the model random) and ``save_pretrained`` both into ``path``;
     returns it. An existing complete directory is reused."""

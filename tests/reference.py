@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 
 from dime_gym.core.params import OOM_THRESHOLD
-from dime_gym.core.reward import DB_STRESS_UTIL, MEM_PRESSURE_START
+from dime_gym.core.reward import DB_STRESS_UTIL, MEM_PRESSURE_START, RESTARTING_CREDIT
 from dime_gym.core.state import ERROR_BUDGET_MAX, FIRST_WORKER, MAX_REPLICAS, N_NODES, N_WORKERS
 from dime_gym.scenarios.graders import FRICTION_PER_STEP_BUDGET, GRADER_WEIGHTS
 
@@ -105,9 +105,9 @@ def _clip(x: float, lo: float, hi: float) -> float:
     return lo if x < lo else hi if x > hi else x
 
 
-def r_topo(db_up: bool, db_util: float, serving_workers: int) -> float:
-    if not db_up:
-        return -2.0
+def r_topo(db_health: float, db_util: float, serving_workers: float) -> float:
+    if db_health < 1.0:  # down (0) or restarting (RESTARTING_CREDIT): -2 scaled by what is missing
+        return -2.0 * (1.0 - db_health)
     stress = _clip((db_util - DB_STRESS_UTIL) / (1.0 - DB_STRESS_UTIL), 0.0, 1.0)
     return 0.3 * (1.0 - stress) + 0.2 * serving_workers / N_WORKERS
 
@@ -128,14 +128,16 @@ def r_fric(friction: float) -> float:
     return -_clip(friction, 0.0, 0.5)
 
 
-def r_lat(p99_ms: float, slo_ms: float) -> float:
+def r_lat(p99_ms: float, slo_ms: float, good_fraction: float) -> float:
+    if good_fraction <= 0.0:  # offered but nothing served well: no latency to be proud of
+        return -1.0
     ratio = p99_ms / slo_ms
     if ratio <= 1.0:
-        return 0.5 * (1.0 - ratio)
+        return 0.5 * (1.0 - ratio) * min(1.0, good_fraction)
     return -min(1.0, 0.5 * math.log(ratio, 2))
 
 
-def r_up(nodes_up: int) -> float:
+def r_up(nodes_up: float) -> float:
     return nodes_up / N_NODES
 
 
@@ -145,17 +147,19 @@ def r_eff(error_budget: float, active_replicas: int) -> float:
 
 def reward_components_from_state(s, slo_ms: float, friction: float) -> list[float]:
     """The seven components recomputed from a post-step ``STATE_DTYPE`` record."""
-    up = [int(s["failed"][i]) == 0 and int(s["restart_left"][i]) == 0 for i in range(N_NODES)]
-    serving = sum(up[FIRST_WORKER:])
-    max_mem = max([float(s["mem"][i]) for i in range(N_NODES) if up[i]], default=0.0)
+    health = [0.0 if s["failed"][i] else RESTARTING_CREDIT if s["restart_left"][i] else 1.0 for i in range(N_NODES)]
+    workers_up = sum(health[FIRST_WORKER:])
+    max_mem = max([float(s["mem"][i]) for i in range(N_NODES) if health[i] == 1.0], default=0.0)
     active = sum(1 for r in range(MAX_REPLICAS) if int(s["replica_ttl_left"][r]) > 0)
+    offered = float(s["offered_rps"])
+    good_fraction = float(s["good_rps"]) / offered if offered > 0 else 1.0
     return [
-        r_topo(up[0], float(s["db_util"]), serving),
-        r_shed(float(s["offered_rps"]), float(s["good_rps"])),
+        r_topo(health[0], float(s["db_util"]), workers_up),
+        r_shed(offered, float(s["good_rps"])),
         r_mem(max_mem),
         r_fric(friction),
-        r_lat(float(s["latency_p99_ms"]), slo_ms),
-        r_up(serving + (1 if up[0] else 0)),
+        r_lat(float(s["latency_p99_ms"]), slo_ms, good_fraction),
+        r_up(workers_up + health[0]),
         r_eff(float(s["error_budget"]), active),
     ]
 

@@ -23,7 +23,7 @@ from dime_gym.core.actions import (
 )
 from dime_gym.core.dynamics import effective_route_weights, step_batch_serial
 from dime_gym.core.latency import mixture_quantile
-from dime_gym.core.reward import REWARD_BOUNDS, REWARD_COMPONENTS, REWARD_MAX, REWARD_MIN
+from dime_gym.core.reward import REWARD_BOUNDS, REWARD_COMPONENTS, REWARD_MAX, REWARD_MIN, RESTARTING_CREDIT
 from dime_gym.core.state import (
     DB,
     ERROR_BUDGET_MAX,
@@ -153,13 +153,14 @@ RATE = st.floats(0.0, 5000.0)
 
 # (component, kernel, twin, strategy of its arguments)
 COMPONENT_CASES = [
-    ("r_topo", reward.r_topo, ref.r_topo, st.tuples(st.booleans(), UNIT, st.integers(0, N_WORKERS))),
+    ("r_topo", reward.r_topo, ref.r_topo,
+     st.tuples(st.sampled_from([0.0, RESTARTING_CREDIT, 1.0]), UNIT, st.integers(0, 2 * N_WORKERS).map(lambda h: h / 2))),
     ("r_shed", reward.r_shed, ref.r_shed,
      RATE.flatmap(lambda offered: st.tuples(st.just(offered), st.floats(0.0, offered)))),
     ("r_mem", reward.r_mem, ref.r_mem, st.tuples(UNIT)),
     ("r_fric", reward.r_fric, ref.r_fric, st.tuples(st.floats(0.0, 2.0))),
-    ("r_lat", reward.r_lat, ref.r_lat, st.tuples(st.floats(0.0, LATENCY_CAP_MS), st.floats(1.0, 2000.0))),
-    ("r_up", reward.r_up, ref.r_up, st.tuples(st.integers(0, N_NODES))),
+    ("r_lat", reward.r_lat, ref.r_lat, st.tuples(st.floats(0.0, LATENCY_CAP_MS), st.floats(1.0, 2000.0), UNIT)),
+    ("r_up", reward.r_up, ref.r_up, st.tuples(st.integers(0, 2 * N_NODES).map(lambda h: h / 2))),
     ("r_eff", reward.r_eff, ref.r_eff, st.tuples(st.floats(0.0, ERROR_BUDGET_MAX), st.integers(0, MAX_REPLICAS))),
 ]
 
@@ -188,16 +189,20 @@ def test_reward__component_table_is_consistent():
 @pytest.mark.parametrize(
     "name,args,expected",
     [
-        ("r_topo", (False, 0.0, N_WORKERS), REWARD_BOUNDS["r_topo"][0]),  # DB down: the floor
-        ("r_topo", (True, 0.0, N_WORKERS), REWARD_BOUNDS["r_topo"][1]),  # healthy: the ceiling
+        ("r_topo", (0.0, 0.0, N_WORKERS), REWARD_BOUNDS["r_topo"][0]),  # DB down: the floor
+        ("r_topo", (RESTARTING_CREDIT, 0.0, N_WORKERS), -1.0),  # DB restarting: half-way back
+        ("r_topo", (1.0, 0.0, N_WORKERS), REWARD_BOUNDS["r_topo"][1]),  # healthy: the ceiling
         ("r_shed", (0.0, 0.0), 0.0),  # no traffic offered: nothing shed
         ("r_shed", (100.0, 0.0), -1.0),  # nothing good
         ("r_mem", (0.0,), 0.0),
         ("r_mem", (1.0,), -1.0),
-        ("r_lat", (0.0, 200.0), 0.5),
-        ("r_lat", (200.0, 200.0), 0.0),  # continuous at the SLO
-        ("r_lat", (800.0, 200.0), -1.0),  # saturates at four times the SLO
+        ("r_lat", (0.0, 200.0, 1.0), 0.5),
+        ("r_lat", (0.0, 200.0, 0.5), 0.25),  # credit only for the traffic served within the SLO
+        ("r_lat", (0.0, 200.0, 0.0), -1.0),  # shedding everything is not fast service
+        ("r_lat", (200.0, 200.0, 1.0), 0.0),  # continuous at the SLO
+        ("r_lat", (800.0, 200.0, 1.0), -1.0),  # saturates at four times the SLO
         ("r_up", (N_NODES,), 1.0),
+        ("r_up", (N_NODES - 1 + RESTARTING_CREDIT,), (N_NODES - 1 + RESTARTING_CREDIT) / N_NODES),
         ("r_eff", (ERROR_BUDGET_MAX, 0), 0.5),
         ("r_eff", (0.0, MAX_REPLICAS), -0.5),
     ],

@@ -304,12 +304,15 @@ def step_cluster(p, s, action):
         rho = served / mu_i
         s.cpu[i] = CPU_BACKGROUND + (1.0 - CPU_BACKGROUND) * rho
         if s.split_brain[i] == 1:
+            # answers from a diverged primary: fast, but wrong (failed, never good)
             s.cpu[i] = min(1.0, s.cpu[i] + SPLIT_BRAIN_CPU)
-        share[i] = served
-        wait_ms[i] = min(LATENCY_CAP_MS, 1000.0 * s.queue[i] / mu_i)
-        service_ms = WORKER_SERVICE_MS * (1.0 + GC_SLOWDOWN * gc_pressure[i])
-        mean_ms[i] = min(LATENCY_CAP_MS, service_ms / (1.0 - min(rho, UTIL_CEILING)) + db_ms)
-        in_flight += served
+            failed_rps += served
+        else:
+            share[i] = served
+            wait_ms[i] = min(LATENCY_CAP_MS, 1000.0 * s.queue[i] / mu_i)
+            service_ms = WORKER_SERVICE_MS * (1.0 + GC_SLOWDOWN * gc_pressure[i])
+            mean_ms[i] = min(LATENCY_CAP_MS, service_ms / (1.0 - min(rho, UTIL_CEILING)) + db_ms)
+            in_flight += served
         if rho >= UTIL_CEILING and s.queue[i] >= OVERLOAD_QUEUE_FRACTION * QUEUE_CAPACITY:
             s.overload_streak[i] += 1
         elif s.overload_streak[i] > 0:

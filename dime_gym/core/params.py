@@ -143,6 +143,8 @@ PARAM_CHECKS = (
     ("client_timeout_ms", f"in (slo_p99_ms, {LATENCY_CAP_MS:g}] (latencies are capped there)",
      lambda v, p: (v > p["slo_p99_ms"]) & (v <= LATENCY_CAP_MS)),
     ("initial_cloud_credits", f"in [0, {MAX_CLOUD_CREDITS:g}]", lambda v, p: (v >= 0) & (v <= MAX_CLOUD_CREDITS)),
+    ("split_brain_step", ">= -1 (-1 = never)", lambda v, p: v >= -1),
+    ("mem_leak_start_step", ">= 0", lambda v, p: v >= 0),
 )
 
 
@@ -210,6 +212,11 @@ def _first_invalid_param(params):
         return 24
     if not 0 <= p.initial_cloud_credits <= MAX_CLOUD_CREDITS:
         return 25
+    for i in range(N_NODES):
+        if not p.split_brain_step[i] >= -1:
+            return 26
+    if not p.mem_leak_start_step >= 0:
+        return 27
     return -1
 
 

@@ -105,6 +105,7 @@ STATE_CHECKS = (
     ("credits_spent", "finite and >= 0", _finite_nonneg),
     ("n_actions", "in [0, step]", _up_to_step),
     ("n_invalid_actions", "in [0, step]", _up_to_step),
+    ("split_brain", "0 or 1", _flag),
 )
 
 
@@ -221,6 +222,9 @@ def _first_invalid_state(params, states):
         return 45
     if not _in(s.n_invalid_actions, 0, s.step):
         return 46
+    for i in range(N_NODES):
+        if not _in(s.split_brain[i], 0, 1):
+            return 47
     return -1
 
 

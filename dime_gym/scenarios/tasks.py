@@ -83,6 +83,7 @@ def _node_failure(rng, p, s, options):
     node = _random_worker(rng)
     step = int(rng.integers(3, 21))
     _profile(p)[:] = 1.75
+    p["replica_ttl_steps"] = 10  # a stop-gap, not a fix
     p["crash_step"][node] = step
     p["crash_loops"][node] = 1
     return {"fault_step": step, "fault_node": node}
@@ -156,6 +157,7 @@ def _memory_leak(rng, p, s, options):
     p["mem_leak_per_step"][node] = leak
     p["mem_leak_start_step"] = onset
     _profile(p)[:] = 1.75
+    p["replica_ttl_steps"] = 10  # a stop-gap, not a fix
     restart_at = onset + int((0.8 - 0.45) / leak)  # restart once the leak nears 0.8, before GC pauses
     return {"fault_step": onset, "fault_node": node, "restart_step": restart_at, "restart_again": 2 * restart_at - onset + 2}
 
@@ -164,7 +166,7 @@ def _split_brain(rng, p, s, options):
     node = _random_worker(rng)
     step = int(rng.integers(3, 16))
     p["split_brain_step"][node] = step
-    p["replication_io"] = float(rng.uniform(0.9, 1.0))
+    p["replication_io"] = float(rng.uniform(0.55, 0.6))
     p["replica_io_penalty"] = 0.1
     return {"fault_step": step, "fault_node": node}
 
@@ -333,7 +335,7 @@ TASKS: tuple[Task, ...] = (
     ),
     Task(
         id="split_brain_io_bottleneck",
-        mechanism="from a random step (3-15) one random worker writes to a diverged primary (split brain): its CPU runs high and, in proportion to the traffic it takes, replication conflicts push DB io_wait above 0.8 and cut DB capacity below the base load; replicas make it worse",
+        mechanism="from a random step (3-15) one random worker writes to a diverged primary (split brain): its CPU runs high, every answer it gives is wrong (failed), and, in proportion to the traffic it takes, replication conflicts push DB io_wait above 0.8 and cut DB capacity to about the base load; replicas make it worse",
         task_hint="Database io_wait is abnormally high.",
         episode_steps=40,
         ideal_response="find the split worker (high CPU, its logs) and restart it or route traffic away from it; shed load only until it is fenced, and never scale up",
