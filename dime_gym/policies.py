@@ -161,7 +161,7 @@ _BLIND_NAME = re.compile(r"blind_t(\d{1,3})_s(\d)")
 
 def _blind_from_name(name: str) -> BlindPolicy | None:
     match = _BLIND_NAME.fullmatch(name)
-    if match is None or int(match[1]) % 5 or int(match[1]) > 100:
+    if match is None or int(match[1]) % 5 or int(match[1]) > 100 or int(match[2]) > MAX_REPLICAS:
         return None
     return BlindPolicy(level_from_rate(int(match[1]) / 100), int(match[2]))
 
@@ -236,6 +236,11 @@ def make_policy(name: str) -> Policy:
         raise ValueError(f"unknown policy {name!r}; built-in policies: {', '.join(factories)}, "
                          "and blind_t<percent>_s<scale-ups> (percent a multiple of 5 up to 100, scale-ups 0-4)")
     return factories[name]()
+
+
+def is_builtin_policy(name: str) -> bool:
+    """Whether ``make_policy(name)`` builds a policy (a named built-in or a blind probe)."""
+    return name in BUILTIN_POLICIES or _blind_from_name(name) is not None
 
 
 BUILTIN_POLICIES = ("noop", "random", "oracle", "threshold", "reference", "planner", "throttle_all", "restart_spam", "scale_spam", "logs_spam")

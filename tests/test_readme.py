@@ -77,3 +77,11 @@ def test_readme__documents_ids_default_task_render_and_sb3():
 def test_readme__documents_the_fast_test_subset_and_the_compile_note():
     assert 'python3 -m pytest -m "not slow"' in README
     assert "compiling DIME kernels (first run only)" in README
+
+
+def test_readme__task_table_is_the_task_table():
+    """The README's task table says what ``dime_gym.scenarios.TASKS`` holds, row for row."""
+    from dime_gym.scenarios import TASKS
+
+    for task in TASKS:
+        assert f"| `{task.id}` | {task.episode_steps} | {task.mechanism} | {task.ideal_response} |" in README, task.id

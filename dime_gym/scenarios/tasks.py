@@ -287,7 +287,7 @@ TASKS: tuple[Task, ...] = (
     ),
     Task(
         id="level_5_alibaba_trace",
-        mechanism="load replays a 60-step window of a diurnal production-like trace with short bursts (bundled or trace_path=)",
+        mechanism="load replays a 60-step window (offset by seed) of a synthetic diurnal trace with short bursts (bundled, or your own via trace_path=)",
         task_hint="Production traffic replay; mostly healthy, with bursts.",
         episode_steps=60,
         ideal_response="stay calm; shed a little load only during bursts and release right after",

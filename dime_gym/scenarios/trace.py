@@ -35,7 +35,7 @@ def generate_diurnal_trace(seed: int = TRACE_SEED, n_steps: int = TRACE_STEPS) -
     """A diurnal load multiplier with two daily peaks, noise and short bursts.
 
     Returns:
-        ``(n_steps,)`` float64 multipliers of the base rate (healthy ~0.6-1.4, bursts to ~3.6).
+        ``(n_steps,)`` float64 multipliers of the base rate (healthy ~0.6-1.4, bursts to ~3.8).
     """
     rng = np.random.default_rng(seed)
     t = np.arange(n_steps)
@@ -44,14 +44,14 @@ def generate_diurnal_trace(seed: int = TRACE_SEED, n_steps: int = TRACE_STEPS) -
     noise = np.exp(rng.normal(0.0, 0.04, n_steps))
     load = diurnal * noise
     start = int(rng.integers(5, 30))
-    while start < n_steps:  # one burst every 30-50 steps, 4-7 steps long, peaking at 3.0-3.6x
-        length = int(rng.integers(4, 8))
-        height = float(rng.uniform(3.0, 3.6))
+    while start < n_steps:  # one burst every 22-37 steps, 5-8 steps long, peaking at 3.2-3.8x
+        length = int(rng.integers(5, 9))
+        height = float(rng.uniform(3.2, 3.8))
         for k in range(length):
             if start + k < n_steps:
                 shape = math.sin(math.pi * (k + 0.5) / length)
                 load[start + k] += (height - load[start + k]) * shape
-        start += int(rng.integers(30, 51))
+        start += int(rng.integers(22, 38))
     return np.round(load, 6)
 
 

@@ -53,15 +53,16 @@ def sampling_from_args(args) -> SamplingSettings:
 
 def build_agent(spec: str, args) -> Agent:
     """Resolve one ``--policy`` entry (``BackendConfigError``/``ValueError`` on bad arguments)."""
-    from dime_gym.policies import BUILTIN_POLICIES, make_policy
+    from dime_gym.policies import BUILTIN_POLICIES, is_builtin_policy, make_policy
 
-    if spec in BUILTIN_POLICIES:
+    if is_builtin_policy(spec):
         return Agent(sanitize(args.name or spec), spec, "builtin", make_policy(spec), {"policy": spec}, {})
     if spec in LM_BACKENDS:
         return _build_backend(spec, args)
     if ":" in spec:
         return _build_user(spec, args)
-    raise ValueError(f"unknown policy {spec!r}; use a built-in ({', '.join(BUILTIN_POLICIES)}), a language-model backend "
+    raise ValueError(f"unknown policy {spec!r}; use a built-in ({', '.join(BUILTIN_POLICIES)}, blind_t<percent>_s<scale-ups>), "
+                     "a language-model backend "
                      f"({', '.join(LM_BACKENDS)}) or module:callable")
 
 

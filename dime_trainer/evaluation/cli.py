@@ -40,7 +40,8 @@ def make_parser() -> argparse.ArgumentParser:
                          epilog=examples, formatter_class=argparse.RawDescriptionHelpFormatter)
     g = run.add_argument_group("protocol")
     g.add_argument("--policy", "--policies", dest="policies", default=DEFAULT_POLICIES,
-                   help=f"comma-separated: built-ins ({', '.join(BUILTIN_POLICIES)}), language models (hf, vllm, "
+                   help=f"comma-separated: built-ins ({', '.join(BUILTIN_POLICIES)}; blind probes "
+                        "blind_t<percent>_s<scale-ups>, e.g. blind_t80_s1), language models (hf, vllm, "
                         "openai), or your own module:callable / path/file.py:callable (default: %(default)s)")
     g.add_argument("--tasks", default="all", help="comma-separated task ids, or 'all'")
     g.add_argument("--split", choices=("public", "heldout"), default="public",

@@ -8,7 +8,8 @@ one is stored cut, ending in ``RECORDED_ANSWER_CUT`` with its full length), the 
 and the generation length.
 
 **Success.** An episode succeeds when the SLO was kept through the incident at a sane cost:
-the database never went down (availability 1.0), at least 80 % of the offered requests were
+the database was down at most a tenth of the steps (availability >= 0.9: a deliberate restart,
+or a crash restarted at once, not one left to kubelet's backoff), at least 80 % of the offered requests were
 served within the SLO latency (goodput >= 0.8), p99 met the SLO in at least 80 % of the steps
 (SLO attainment >= 0.8), and the actions cost at most half the grader's friction allowance
 (resource cost <= 0.5, which spamming scale-ups or restarts exceeds). All four are the
