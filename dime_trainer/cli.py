@@ -35,8 +35,15 @@ class DimeArguments:
         default=0.0, metadata={"help": "Keep states where the best action beats the median action's one-step reward by more than this."})
     dataset_path: str | None = dataclasses.field(
         default=None, metadata={"help": "Load the prompt dataset from here if it exists, else build it and save it here."})
-    env_reward_horizon: int = dataclasses.field(
-        default=0, metadata={"help": "reward_env lookahead: mean reward over 1 + h steps with the oracle continuing (0 = one step)."})
+    env_reward_horizon: int | None = dataclasses.field(
+        default=None, metadata={"help": "reward_env lookahead: discounted mean reward over 1 + h steps (0 = one step; "
+                                        "default: the recipe's, dime_trainer.rewards.DEFAULT_ENV_REWARD_HORIZON)."})
+    env_reward_discount: float | None = dataclasses.field(
+        default=None, metadata={"help": "reward_env: weight discount**t of the reward t steps after the answer's "
+                                        "(default: DEFAULT_ENV_REWARD_DISCOUNT)."})
+    env_reward_continuation: str | None = dataclasses.field(
+        default=None, metadata={"help": "reward_env: who acts in the lookahead steps, 'noop' (the answer's throttle stays "
+                                        "in force) or 'oracle' (default: DEFAULT_ENV_REWARD_CONTINUATION)."})
     tiny_model: bool = dataclasses.field(
         default=False, metadata={"help": "Build a tiny Qwen3 in <output_dir>/tiny-qwen3 and train it (CPU smoke runs)."})
     merge_adapter: bool = dataclasses.field(
@@ -143,9 +150,14 @@ def train(dime_args: DimeArguments, training_args, model_args):
     from trl import GRPOTrainer, get_peft_config
 
     from dime_trainer.monitor import TrainingHealthMonitor
-    from dime_trainer.rewards import EnvReward, reward_format, reward_triage, reward_validity
+    from dime_trainer.rewards import build_rewards
 
     parse_tasks(dime_args.tasks)  # a typo fails now, not after the model downloads
+    try:  # the recipe's rewards (also a bad weight or horizon fails before anything loads)
+        reward_funcs, training_args.reward_weights = build_rewards(
+            {**dataclasses.asdict(dime_args), "reward_weights": training_args.reward_weights})
+    except ValueError as exc:
+        raise SystemExit(f"dime-train: error: {exc}") from None
     if dime_args.torch_threads:
         torch.set_num_threads(dime_args.torch_threads)
     if dime_args.tiny_model:
@@ -175,7 +187,7 @@ def train(dime_args: DimeArguments, training_args, model_args):
     dataset = prepare_dataset(dime_args, training_args.seed)
     trainer = GRPOTrainer(
         model=model_args.model_name_or_path,
-        reward_funcs=[reward_format, reward_validity, EnvReward(horizon=dime_args.env_reward_horizon), reward_triage],
+        reward_funcs=reward_funcs,
         args=training_args,
         train_dataset=dataset,
         processing_class=tokenizer,

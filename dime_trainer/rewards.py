@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import functools
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 
@@ -156,14 +156,24 @@ class EnvReward:
 
     Completions sharing a snapshot (one GRPO group) are scored in one batched call from the
     same state and random stream, so their rewards differ only through their actions.
-    ``horizon > 0`` scores the mean reward over ``1 + horizon`` steps, the later steps chosen
-    by the triage oracle (credit for consequences that show up later, e.g. a restart).
+    ``horizon > 0`` scores the discounted mean reward over ``1 + horizon`` steps,
+    ``sum_t discount**t r_t / sum_t discount**t``, the later steps chosen by ``continuation``
+    (``"noop"``: act, then wait, so a throttle stays in force; or ``"oracle"``): credit for
+    consequences that show up a step or two later.
     """
 
-    def __init__(self, horizon: int = 0):
+    def __init__(self, horizon: int = 0, discount: float = 1.0, continuation: str = "noop"):
+        from dime_gym.counterfactual import CONTINUATIONS
+
         if horizon < 0:
             raise ValueError(f"horizon must be >= 0, got {horizon}")
+        if not (math.isfinite(discount) and 0.0 < discount <= 1.0):
+            raise ValueError(f"discount must be in (0, 1], got {discount!r}")
+        if continuation not in CONTINUATIONS:
+            raise ValueError(f"continuation must be one of {CONTINUATIONS}, got {continuation!r}")
         self.horizon = int(horizon)
+        self.discount = float(discount)
+        self.continuation = continuation
         self.__name__ = "reward_env"
 
     def __call__(self, prompts=None, completions=(), snapshot=None, **kwargs) -> list[float]:
@@ -183,8 +193,9 @@ class EnvReward:
         for i, snap in enumerate(snapshot):
             groups.setdefault(bytes(snap), []).append(i)
         for snap, rows in groups.items():
-            scores = score_actions(snap, actions[rows], horizon=self.horizon, continuation="oracle" if self.horizon else None)
-            rewards[rows] = scores.returns / scores.steps  # mean over the 1 + horizon steps: stays in [-5, 5]
+            scores = score_actions(snap, actions[rows], horizon=self.horizon, continuation=self.continuation,
+                                   discount=self.discount)
+            rewards[rows] = scores.returns / self._weight_sum(scores.steps)  # a weighted mean: stays in [-5, 5]
             for name in REWARD_COMPONENTS:
                 components[name][rows] = scores.reward_components[name]
         if callable(kwargs.get("log_metric")) and len(parsed):
@@ -196,10 +207,58 @@ class EnvReward:
                 kwargs["log_metric"](FLAT_ENV_GROUPS_METRIC, flat / len(sized))
         return [min(ENV_RANGE[1], max(ENV_RANGE[0], float(r))) if math.isfinite(r) else ENV_RANGE[0] for r in rewards]
 
+    def _weight_sum(self, steps: np.ndarray) -> np.ndarray:
+        """``sum_{t < steps} discount**t`` per candidate (fewer steps where the episode ended)."""
+        if self.discount == 1.0:
+            return steps.astype(np.float64)
+        return (1.0 - self.discount ** steps) / (1.0 - self.discount)
+
     def __reduce__(self):
-        return (EnvReward, (self.horizon,))
+        return (EnvReward, (self.horizon, self.discount, self.continuation))
 
 
 reward_env = EnvReward()
 REWARD_FUNCS = (reward_format, reward_validity, reward_env, reward_triage)
+REWARD_NAMES = tuple(f.__name__ for f in REWARD_FUNCS)
 REWARD_RANGES = {"reward_format": FORMAT_RANGE, "reward_validity": VALIDITY_RANGE, "reward_env": ENV_RANGE, "reward_triage": TRIAGE_RANGE}
+
+# The recipe's reward design (README "Reward design"): once an answer is well-formed, the
+# environment decides the advantage. Format and validity are small terms (together they cannot
+# outweigh a better action's env reward), the oracle's agreement a nudge (it is the baseline to
+# beat, not ground truth), and the env reward looks two steps past the answer's own step with
+# the oracle acting in them (a move that pays off only with a follow-up, such as the first of two
+# reroutes, is not read as a loss).
+DEFAULT_REWARD_WEIGHTS = (0.2, 0.2, 1.0, 0.1)  # REWARD_NAMES order
+DEFAULT_ENV_REWARD_HORIZON = 2
+DEFAULT_ENV_REWARD_DISCOUNT = 0.5
+DEFAULT_ENV_REWARD_CONTINUATION = "oracle"
+
+
+def build_rewards(config: Mapping) -> tuple[list, list[float]]:
+    """The recipe's reward functions and weights, as ``dime-train`` uses them.
+
+    Args:
+        config: a mapping with the recipe YAML's keys (any others are ignored):
+            ``reward_weights`` (four numbers in ``REWARD_NAMES`` order; missing or ``None``:
+            ``DEFAULT_REWARD_WEIGHTS``), ``env_reward_horizon``, ``env_reward_discount``,
+            ``env_reward_continuation`` (missing or ``None``: the ``DEFAULT_ENV_REWARD_*``).
+
+    Returns:
+        ``(funcs, weights)`` for ``GRPOTrainer(reward_funcs=funcs, args=GRPOConfig(reward_weights=weights))``.
+
+    Raises:
+        ValueError: weights of the wrong length or not finite, or a bad horizon, discount or
+            continuation.
+    """
+    def get(key, default):
+        value = config.get(key)
+        return default if value is None else value
+
+    weights = [float(w) for w in get("reward_weights", DEFAULT_REWARD_WEIGHTS)]
+    if len(weights) != len(REWARD_NAMES) or not all(math.isfinite(w) for w in weights):
+        raise ValueError(f"reward_weights must be {len(REWARD_NAMES)} finite numbers for {', '.join(REWARD_NAMES)}, "
+                         f"got {config.get('reward_weights')!r}")
+    env = EnvReward(horizon=int(get("env_reward_horizon", DEFAULT_ENV_REWARD_HORIZON)),
+                    discount=float(get("env_reward_discount", DEFAULT_ENV_REWARD_DISCOUNT)),
+                    continuation=str(get("env_reward_continuation", DEFAULT_ENV_REWARD_CONTINUATION)))
+    return [reward_format, reward_validity, env, reward_triage], weights

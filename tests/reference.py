@@ -152,10 +152,11 @@ def reward_components_from_state(s, slo_ms: float, friction: float) -> list[floa
     max_mem = max([float(s["mem"][i]) for i in range(N_NODES) if health[i] == 1.0], default=0.0)
     active = sum(1 for r in range(MAX_REPLICAS) if int(s["replica_ttl_left"][r]) > 0)
     offered = float(s["offered_rps"])
-    good_fraction = float(s["good_rps"]) / offered if offered > 0 else 1.0
+    good_credit = min(float(s["good_rps"]), float(s["admitted_rps"]))  # no credit beyond what was admitted
+    good_fraction = good_credit / offered if offered > 0 else 1.0
     return [
         r_topo(health[0], float(s["db_util"]), workers_up),
-        r_shed(offered, float(s["good_rps"])),
+        r_shed(offered, good_credit),
         r_mem(max_mem),
         r_fric(friction),
         r_lat(float(s["latency_p99_ms"]), slo_ms, good_fraction),

@@ -118,17 +118,88 @@ def test_reward_env__finite_and_in_range_for_any_text(texts):
     assert all(math.isfinite(v) and ENV_RANGE[0] <= v <= ENV_RANGE[1] for v in values)
 
 
-def test_reward_env__lookahead_is_a_mean_over_the_horizon():
+@pytest.mark.parametrize("continuation", ["oracle", "noop"])
+@pytest.mark.parametrize("discount", [1.0, 0.5])
+def test_reward_env__lookahead_is_a_discounted_mean_over_the_horizon(continuation, discount):
     from dime_gym.counterfactual import score_actions
     from dime_trainer.rewards import reward_env
 
     answer = '<reasoning>r</reasoning><action>{"command": "kubectl delete pod node-3"}</action>'
     one_step = reward_env(prompts=[None], completions=[answer], snapshot=[SNAPSHOT])
-    looked = EnvReward(horizon=4)(prompts=[None], completions=[answer], snapshot=[SNAPSHOT])
-    scores = score_actions(SNAPSHOT, [[1, 3, 0, 0]], horizon=4, continuation="oracle")
+    looked = EnvReward(horizon=4, discount=discount, continuation=continuation)(prompts=[None], completions=[answer],
+                                                                                 snapshot=[SNAPSHOT])
+    scores = score_actions(SNAPSHOT, [[1, 3, 0, 0]], horizon=4, continuation=continuation)
+    weights = [discount**t for t in range(5)]
     assert one_step == [pytest.approx(float(scores.rewards[0]), abs=0)]
-    assert looked == [pytest.approx(float(scores.returns[0] / scores.steps[0]), abs=0)]
+    steps = [float(r) for r in _step_rewards(SNAPSHOT, [1, 3, 0, 0], 4, continuation)]
+    assert looked == [pytest.approx(sum(w * r for w, r in zip(weights, steps)) / sum(weights), rel=1e-12)]
     assert looked != one_step
+
+
+def _step_rewards(snapshot, action, horizon, continuation):
+    """The rewards of ``action`` and the ``horizon`` continuation steps after it, stepped by hand."""
+    import numpy as np
+
+    from dime_gym.env import DimeEnv
+    from dime_gym.oracle import oracle_policy
+
+    env = DimeEnv(with_oracle=False)
+    obs, _ = env.restore(snapshot)
+    obs, reward, *_ = env.step(np.array(action))
+    rewards = [reward]
+    for _ in range(horizon):
+        obs, reward, *_ = env.step(oracle_policy(obs) if continuation == "oracle" else np.zeros(4, dtype=np.int64))
+        rewards.append(reward)
+    return rewards
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"horizon": -1}, "horizon"), ({"discount": 0.0}, "discount"), ({"discount": float("nan")}, "discount"),
+    ({"continuation": "random"}, "continuation"),
+])
+def test_reward_env__bad_lookahead_settings_fail_clearly(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        EnvReward(**kwargs)
+
+
+def test_build_rewards__defaults_are_the_shipped_recipe():
+    import yaml
+
+    from dime_trainer.cli import CONFIG_DIR
+    from dime_trainer.rewards import (
+        DEFAULT_ENV_REWARD_CONTINUATION,
+        DEFAULT_ENV_REWARD_DISCOUNT,
+        DEFAULT_ENV_REWARD_HORIZON,
+        DEFAULT_REWARD_WEIGHTS,
+        REWARD_NAMES,
+        build_rewards,
+    )
+
+    recipe = yaml.safe_load((CONFIG_DIR / "qwen3_8b_grpo.yaml").read_text())
+    funcs, weights = build_rewards(recipe)
+    assert [f.__name__ for f in funcs] == list(REWARD_NAMES)
+    assert weights == list(DEFAULT_REWARD_WEIGHTS) == recipe["reward_weights"]
+    env = funcs[2]
+    assert (env.horizon, env.discount, env.continuation) == (
+        DEFAULT_ENV_REWARD_HORIZON, DEFAULT_ENV_REWARD_DISCOUNT, DEFAULT_ENV_REWARD_CONTINUATION)
+    defaults_funcs, defaults_weights = build_rewards({})
+    assert defaults_weights == weights and pickle.dumps(defaults_funcs[2]) == pickle.dumps(env)
+    # the environment decides among well-formed answers: format and validity together are worth
+    # less than the env reward's own range, the oracle's agreement less still
+    w = dict(zip(REWARD_NAMES, weights))
+    span = {name: hi - lo for name, (lo, hi) in REWARD_RANGES.items()}
+    assert w["reward_format"] * span["reward_format"] + w["reward_validity"] * span["reward_validity"] < w["reward_env"] * span["reward_env"]
+    assert w["reward_triage"] * span["reward_triage"] < 0.2 * w["reward_env"] * span["reward_env"]
+
+
+def test_build_rewards__overrides_and_bad_weights():
+    from dime_trainer.rewards import build_rewards
+
+    funcs, weights = build_rewards({"reward_weights": [1, 1, 1, 1], "env_reward_horizon": 0, "unrelated": "ignored"})
+    assert weights == [1.0, 1.0, 1.0, 1.0] and funcs[2].horizon == 0
+    for bad in ([1, 1, 1], [1, 1, float("inf"), 1]):
+        with pytest.raises(ValueError, match="reward_weights must be 4 finite numbers"):
+            build_rewards({"reward_weights": bad})
 
 
 def test_reward_env__logs_the_flat_group_fraction_and_checks_lengths():

@@ -116,10 +116,14 @@ def compute_reward(p, s, friction, active_replicas):
         if health == 1.0 and s.mem[i] > max_mem:
             max_mem = s.mem[i]
     db_health = node_health(s, DB)
-    good_fraction = s.good_rps / s.offered_rps if s.offered_rps > 0.0 else 1.0
+    # a step is credited with at most the traffic it admitted: draining an old backlog while
+    # shedding everything new must not read as perfect service (the grader counts the backlog
+    # when it was offered and when it is served, over the whole episode)
+    good_credit = min(s.good_rps, s.admitted_rps)
+    good_fraction = good_credit / s.offered_rps if s.offered_rps > 0.0 else 1.0
     c = s.reward_components
     c[0] = r_topo(db_health, s.db_util, workers_up)
-    c[1] = r_shed(s.offered_rps, s.good_rps)
+    c[1] = r_shed(s.offered_rps, good_credit)
     c[2] = r_mem(max_mem)
     c[3] = r_fric(friction)
     c[4] = r_lat(s.latency_p99_ms, p.slo_p99_ms, good_fraction)

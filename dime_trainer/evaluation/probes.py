@@ -9,6 +9,10 @@ module measures that, for the test suite and ``benchmarks/bench_discrimination.p
   ``MIN_BLIND_MARGIN`` and doing nothing by ``MIN_NOOP_MARGIN`` (mean final score over seeds);
 * the best blind probe's DIME index (one probe for all tasks) is at most ``MAX_BLIND_INDEX_RATIO``
   of the triage oracle's.
+
+It also plays the policy a set of GRPO reward functions converges to (``reward_greedy_episodes``):
+in every state, the canonical command whose clean answer earns the highest weighted reward. A
+reward design is faithful to the benchmark when that policy scores well on it.
 """
 
 from __future__ import annotations
@@ -23,6 +27,46 @@ CLOSED_LOOP_POLICIES = ("oracle", "threshold", "reference", "planner")
 MIN_BLIND_MARGIN = 0.10
 MIN_NOOP_MARGIN = 0.20
 MAX_BLIND_INDEX_RATIO = 0.5
+
+
+def clean_answer(command: str) -> str:
+    """``command`` written in the required answer format."""
+    return f'<reasoning>Acting on the cluster state.</reasoning>\n<action>{{"command": "{command}"}}</action>'
+
+
+def reward_greedy_episodes(funcs: Sequence, weights: Sequence[float], tasks: Sequence[str], seeds: Sequence[int]) -> list[dict]:
+    """Play each (task, seed) choosing, every step, the canonical command whose clean answer has
+    the highest ``sum(w * f(...))`` over the reward functions (ties to the first, no_op), with
+    the row columns a prompt dataset would hold (``snapshot``, ``oracle_action``).
+
+    Returns:
+        One ``{"task", "seed", "score", "commands"}`` per episode (the commands it chose).
+    """
+    import numpy as np
+
+    from dime_gym.env import DimeEnv
+    from dime_gym.text.commands import canonical_actions, format_action
+
+    actions = np.array(canonical_actions(), dtype=np.int64)
+    commands = [format_action(a) for a in actions]
+    answers = [clean_answer(c) for c in commands]
+    k = len(answers)
+    env = DimeEnv()
+    episodes = []
+    for task in tasks:
+        for seed in seeds:
+            obs, info = env.reset(seed=int(seed), options={"task": task})
+            chosen = []
+            for _ in range(env.episode.task.episode_steps):
+                columns = {"snapshot": [env.snapshot()] * k, "oracle_action": [list(info["oracle"]["action"])] * k}
+                total = np.zeros(k)
+                for func, weight in zip(funcs, weights, strict=True):
+                    total += weight * np.asarray(func(prompts=[None] * k, completions=answers, **columns), dtype=np.float64)
+                best = int(np.argmax(total))
+                chosen.append(commands[best])
+                obs, _, _, _, info = env.step(actions[best])
+            episodes.append({"task": task, "seed": int(seed), "score": float(info["score"]), "commands": chosen})
+    return episodes
 
 
 def policy_summaries(policies: Sequence[str], tasks: Sequence[str], seeds: Sequence[int]) -> dict[str, dict]:
@@ -93,6 +137,8 @@ __all__ = [
     "MIN_NOOP_MARGIN",
     "TaskMargins",
     "best_blind_by_index",
+    "clean_answer",
+    "reward_greedy_episodes",
     "dime_index",
     "policy_summaries",
     "task_margins",
