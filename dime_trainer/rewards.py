@@ -203,3 +203,37 @@ class EnvReward:
 reward_env = EnvReward()
 REWARD_FUNCS = (reward_format, reward_validity, reward_env, reward_triage)
 REWARD_RANGES = {"reward_format": FORMAT_RANGE, "reward_validity": VALIDITY_RANGE, "reward_env": ENV_RANGE, "reward_triage": TRIAGE_RANGE}
+
+
+def hit_length_limit(completion_ids: Sequence[int], max_completion_length: int, stop_token_ids=None) -> bool:
+    """Whether a completion was cut off at ``max_completion_length`` tokens: it is that long and
+    (when ``stop_token_ids`` is given) its last token is not one of them (TRL's own "truncated")."""
+    if len(completion_ids) < max_completion_length:
+        return False
+    return stop_token_ids is None or len(completion_ids) == 0 or int(completion_ids[-1]) not in stop_token_ids
+
+
+class LengthCappedFormatReward:
+    """``reward_format`` (same name, same [-3, 3] range), except that a completion that hit
+    ``max_completion_length`` gets ``FORMAT_CUT_OFF`` (-3, like an oversized ``too_long``
+    answer): an answer whose ``</action>`` made it in before the cut still parses with a small
+    tolerance, so without this a rambling, cut-off answer kept nearly full format credit.
+    ``stop_token_ids``: the tokens that end a completion (``dime-train`` sets TRL's EOS and pad
+    ids once the trainer exists); ``None`` judges by length alone."""
+
+    def __init__(self, max_completion_length: int, stop_token_ids=None):
+        if max_completion_length < 1:
+            raise ValueError(f"max_completion_length must be >= 1, got {max_completion_length}")
+        self.max_completion_length = int(max_completion_length)
+        self.stop_token_ids = None if stop_token_ids is None else frozenset(int(t) for t in stop_token_ids)
+        self.__name__ = "reward_format"
+
+    def __call__(self, prompts=None, completions=(), completion_ids=None, **kwargs) -> list[float]:
+        scores = reward_format(prompts, completions, **kwargs)
+        if completion_ids is None:
+            return scores
+        return [FORMAT_CUT_OFF if hit_length_limit(ids, self.max_completion_length, self.stop_token_ids) else score
+                for score, ids in zip(scores, completion_ids, strict=True)]
+
+    def __reduce__(self):
+        return (LengthCappedFormatReward, (self.max_completion_length, self.stop_token_ids))
