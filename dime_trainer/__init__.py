@@ -3,6 +3,7 @@
 * ``data``: prompt datasets of cluster states with exact snapshots (``build_prompt_dataset``);
 * ``rewards``: the four GRPO reward callbacks (format, validity, env, triage);
 * ``monitor``: a ``TrainerCallback`` that warns when GRPO stops learning;
+* ``lora_sync``: LoRA weights streamed to vLLM merged out of place (base weights untouched);
 * ``cli``: the ``dime-train`` script; ``tiny_model``: a tiny Qwen3 for CPU smoke runs;
 * ``evaluation``: the ``dime-eval`` benchmark for built-in policies and language models.
 

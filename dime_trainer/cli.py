@@ -121,9 +121,9 @@ def expand_shortcuts(argv: list[str]) -> list[str]:
     return out
 
 
-def prepare_dataset(dime_args: DimeArguments, seed: int):
+def prepare_dataset(dime_args: DimeArguments, seed: int, save: bool = True):
     """The prompt dataset: loaded from ``dataset_path`` if it was saved there with the same
-    build arguments (a mismatch is an error), else built (and saved there)."""
+    build arguments (a mismatch is an error), else built (and saved there if ``save``)."""
     from dime_trainer.data import build_prompt_dataset, load_dataset, save_dataset
 
     build_args = {
@@ -138,24 +138,37 @@ def prepare_dataset(dime_args: DimeArguments, seed: int):
         except ValueError as exc:
             raise SystemExit(f"dime-train: error: {exc}") from None
     dataset = build_prompt_dataset(**build_args)
-    if dime_args.dataset_path:
+    if dime_args.dataset_path and save:
         save_dataset(dataset, dime_args.dataset_path, build_args)
     return dataset
 
 
+def prepare_dataset_main_first(dime_args: DimeArguments, training_args):
+    """:func:`prepare_dataset` under ``accelerate launch``: the main process builds and saves the
+    dataset while the other ranks wait, then they load its saved copy (one build, one writer).
+    A rank that still finds no copy (``dataset_path`` not on a shared disk) builds its own, the
+    same rows as it is seeded, without saving it."""
+    with training_args.main_process_first(local=False, desc="the DIME prompt dataset"):
+        return prepare_dataset(dime_args, training_args.seed, save=training_args.process_index == 0)
+
+
 def train(dime_args: DimeArguments, training_args, model_args):
-    """Build the dataset, the model (LoRA), the four rewards and the monitor; train; save."""
+    """Build the dataset (main process first), the model (LoRA), the four rewards and the
+    monitor; with vLLM, sync LoRA weights merged out of place (:mod:`dime_trainer.lora_sync`);
+    train; save."""
     import torch
     from transformers import AutoConfig, AutoTokenizer
     from trl import GRPOTrainer, get_peft_config
 
+    from dime_trainer.lora_sync import install_out_of_place_lora_sync
     from dime_trainer.monitor import TrainingHealthMonitor
     from dime_trainer.rewards import build_rewards
 
     parse_tasks(dime_args.tasks)  # a typo fails now, not after the model downloads
     try:  # the recipe's rewards (also a bad weight or horizon fails before anything loads)
         reward_funcs, training_args.reward_weights = build_rewards(
-            {**dataclasses.asdict(dime_args), "reward_weights": training_args.reward_weights})
+            {**dataclasses.asdict(dime_args), "reward_weights": training_args.reward_weights,
+             "max_completion_length": training_args.max_completion_length})
     except ValueError as exc:
         raise SystemExit(f"dime-train: error: {exc}") from None
     if dime_args.torch_threads:
@@ -184,7 +197,7 @@ def train(dime_args: DimeArguments, training_args, model_args):
         tokenizer = AutoTokenizer.from_pretrained(model_args.model_name_or_path, padding_side="left")
     except (OSError, ValueError) as exc:  # missing path or hub id, no network, a malformed id
         raise SystemExit(f"dime-train: error: cannot load model {model_args.model_name_or_path!r}: {exc}") from None
-    dataset = prepare_dataset(dime_args, training_args.seed)
+    dataset = prepare_dataset_main_first(dime_args, training_args)
     trainer = GRPOTrainer(
         model=model_args.model_name_or_path,
         reward_funcs=reward_funcs,
@@ -194,6 +207,10 @@ def train(dime_args: DimeArguments, training_args, model_args):
         peft_config=get_peft_config(model_args),
         callbacks=[TrainingHealthMonitor()],
     )
+    # "cut off" as TRL counts it (completions/clipped_ratio, mask_truncated_completions): no EOS or pad at the end
+    reward_funcs[0].stop_token_ids = frozenset(t for t in [*trainer.eos_token_ids, tokenizer.pad_token_id] if t is not None)
+    if getattr(trainer, "vllm_generation", None) is not None:
+        install_out_of_place_lora_sync(trainer.vllm_generation)
     trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
     trainer.save_model(training_args.output_dir)
     if dime_args.merge_adapter and trainer.accelerator.is_main_process:

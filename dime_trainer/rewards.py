@@ -222,6 +222,41 @@ REWARD_FUNCS = (reward_format, reward_validity, reward_env, reward_triage)
 REWARD_NAMES = tuple(f.__name__ for f in REWARD_FUNCS)
 REWARD_RANGES = {"reward_format": FORMAT_RANGE, "reward_validity": VALIDITY_RANGE, "reward_env": ENV_RANGE, "reward_triage": TRIAGE_RANGE}
 
+
+def hit_length_limit(completion_ids: Sequence[int], max_completion_length: int, stop_token_ids=None) -> bool:
+    """Whether a completion was cut off at ``max_completion_length`` tokens: it is that long and
+    (when ``stop_token_ids`` is given) its last token is not one of them (TRL's own "truncated")."""
+    if len(completion_ids) < max_completion_length:
+        return False
+    return stop_token_ids is None or len(completion_ids) == 0 or int(completion_ids[-1]) not in stop_token_ids
+
+
+class LengthCappedFormatReward:
+    """``reward_format`` (same name, same [-3, 3] range), except that a completion that hit
+    ``max_completion_length`` gets ``FORMAT_CUT_OFF`` (-3, like an oversized ``too_long``
+    answer): an answer whose ``</action>`` made it in before the cut still parses with a small
+    tolerance, so without this a rambling, cut-off answer kept nearly full format credit.
+    ``stop_token_ids``: the tokens that end a completion (``dime-train`` sets TRL's EOS and pad
+    ids once the trainer exists); ``None`` judges by length alone."""
+
+    def __init__(self, max_completion_length: int, stop_token_ids=None):
+        if max_completion_length < 1:
+            raise ValueError(f"max_completion_length must be >= 1, got {max_completion_length}")
+        self.max_completion_length = int(max_completion_length)
+        self.stop_token_ids = None if stop_token_ids is None else frozenset(int(t) for t in stop_token_ids)
+        self.__name__ = "reward_format"
+
+    def __call__(self, prompts=None, completions=(), completion_ids=None, **kwargs) -> list[float]:
+        scores = reward_format(prompts, completions, **kwargs)
+        if completion_ids is None:
+            return scores
+        return [FORMAT_CUT_OFF if hit_length_limit(ids, self.max_completion_length, self.stop_token_ids) else score
+                for score, ids in zip(scores, completion_ids, strict=True)]
+
+    def __reduce__(self):
+        return (LengthCappedFormatReward, (self.max_completion_length, self.stop_token_ids))
+
+
 # The recipe's reward design (README "Reward design"): once an answer is well-formed, the
 # environment decides the advantage. Format and validity are small terms (together they cannot
 # outweigh a better action's env reward), the oracle's agreement a nudge (it is the baseline to
@@ -241,7 +276,9 @@ def build_rewards(config: Mapping) -> tuple[list, list[float]]:
         config: a mapping with the recipe YAML's keys (any others are ignored):
             ``reward_weights`` (four numbers in ``REWARD_NAMES`` order; missing or ``None``:
             ``DEFAULT_REWARD_WEIGHTS``), ``env_reward_horizon``, ``env_reward_discount``,
-            ``env_reward_continuation`` (missing or ``None``: the ``DEFAULT_ENV_REWARD_*``).
+            ``env_reward_continuation`` (missing or ``None``: the ``DEFAULT_ENV_REWARD_*``), and
+            ``max_completion_length`` (when given, ``reward_format`` is a
+            :class:`LengthCappedFormatReward`: an answer cut off at the limit scores -3).
 
     Returns:
         ``(funcs, weights)`` for ``GRPOTrainer(reward_funcs=funcs, args=GRPOConfig(reward_weights=weights))``.
@@ -261,4 +298,6 @@ def build_rewards(config: Mapping) -> tuple[list, list[float]]:
     env = EnvReward(horizon=int(get("env_reward_horizon", DEFAULT_ENV_REWARD_HORIZON)),
                     discount=float(get("env_reward_discount", DEFAULT_ENV_REWARD_DISCOUNT)),
                     continuation=str(get("env_reward_continuation", DEFAULT_ENV_REWARD_CONTINUATION)))
-    return [reward_format, reward_validity, env, reward_triage], weights
+    max_length = config.get("max_completion_length")
+    fmt = reward_format if max_length is None else LengthCappedFormatReward(int(max_length))
+    return [fmt, reward_validity, env, reward_triage], weights

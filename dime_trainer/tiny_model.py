@@ -119,6 +119,8 @@ def imprint_answer_format(model, tokenizer, steps: int = 200, learning_rate: flo
     examples = oracle_answer_examples(tokenizer)
     torch.manual_seed(seed)
     optimizer = torch.optim.AdamW(model.parameters(), lr=learning_rate)
+    # decay to zero: the last steps settle the format instead of jumping between examples
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0 - step / steps)
     model.train()
     for step in range(steps):
         prompt_ids, answer_ids = examples[step % len(examples)]
@@ -126,6 +128,7 @@ def imprint_answer_format(model, tokenizer, steps: int = 200, learning_rate: flo
         loss = model(input_ids=torch.tensor([prompt_ids + answer_ids]), labels=labels).loss
         loss.backward()
         optimizer.step()
+        schedule.step()
         optimizer.zero_grad()
     model.eval()
     return model

@@ -4,6 +4,7 @@ run without the training extras (TRL is needed only where a test says so)."""
 
 from __future__ import annotations
 
+import contextlib
 import io
 import logging
 import subprocess
@@ -87,3 +88,40 @@ def test_train_logging__a_library_with_its_own_handler_prints_once(monkeypatch):
     logging.getLogger("dime_trainer").info("building the dataset")
     assert own_stream.getvalue() == "downloading weights\n"
     assert root_stream.getvalue() == "INFO dime_trainer: building the dataset\n"
+
+
+class _RankArgs:
+    """The two ``training_args`` attributes ``prepare_dataset_main_first`` uses, for one rank."""
+
+    def __init__(self, rank: int, events: list):
+        self.process_index, self.seed, self.events = rank, 0, events
+
+    @contextlib.contextmanager
+    def main_process_first(self, local=True, desc="work"):
+        self.events.append((self.process_index, "first" if self.process_index == 0 else "waited", local))
+        yield
+
+
+def test_train_cli__dataset_built_and_saved_by_the_main_process_only_others_load_it(monkeypatch, tmp_path):
+    pytest.importorskip("datasets")
+    import dime_trainer.data as data
+
+    dime_args = cli.DimeArguments(tasks="retry_storm", dataset_episodes=1, dataset_max_steps=2, balance_tasks=False,
+                                  dataset_path=str(tmp_path / "prompts"))
+    events = []
+    main = cli.prepare_dataset_main_first(dime_args, _RankArgs(0, events))
+    assert (tmp_path / "prompts").exists()
+    monkeypatch.setattr(data, "build_prompt_dataset", lambda **kw: pytest.fail("a replica rebuilt the dataset"))
+    replica = cli.prepare_dataset_main_first(dime_args, _RankArgs(1, events))
+    assert replica["snapshot"] == main["snapshot"]
+    assert events == [(0, "first", False), (1, "waited", False)]  # global main process, not one per node
+
+
+def test_train_cli__a_replica_without_the_saved_copy_builds_but_never_writes(monkeypatch, tmp_path):
+    pytest.importorskip("datasets")
+    import dime_trainer.data as data
+
+    monkeypatch.setattr(data, "build_prompt_dataset", lambda **kw: ["row"])
+    monkeypatch.setattr(data, "save_dataset", lambda *a: pytest.fail("a replica wrote the dataset"))
+    dime_args = cli.DimeArguments(tasks="retry_storm", dataset_path=str(tmp_path / "elsewhere"))
+    assert cli.prepare_dataset_main_first(dime_args, _RankArgs(2, [])) == ["row"]

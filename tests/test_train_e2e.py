@@ -52,6 +52,15 @@ def test_smoke__trains_with_finite_loss_and_all_rewards(first_run):
     assert (out / "prompts").exists()  # the dataset was saved for reuse
 
 
+def test_smoke__recipe_fixes_are_live_in_the_trainer(first_run):
+    _, trainer = first_run
+    dropouts = [m for m in trainer.model.modules() if isinstance(m, torch.nn.Dropout)]
+    assert dropouts and all(m.p == 0 for m in dropouts)  # disable_dropout reaches LoRA's own dropout
+    fmt = trainer.reward_funcs[0]
+    assert fmt.__name__ == "reward_format" and fmt.max_completion_length == trainer.args.max_completion_length
+    assert set(trainer.eos_token_ids) <= fmt.stop_token_ids  # "cut off" as TRL's clipped_ratio counts it
+
+
 def test_smoke__adapter_saved_and_reloads_to_the_same_logits(first_run):
     from peft import PeftModel
     from transformers import AutoModelForCausalLM

@@ -40,6 +40,22 @@ def test_qwen3_recipe__matches_the_seed():
     assert dime.tasks == "all" and dime.dataset_path
 
 
+def test_qwen3_recipe__gpu_fixes():
+    """Issue 11's GPU-recipe fixes, each a real GRPOConfig/ModelConfig field (the parser rejects unknown keys)."""
+    dime, grpo, model = parse(["--config", "configs/qwen3_8b_grpo.yaml", *CPU_OVERRIDES])
+    # untruncated sampling: vLLM's processed log-probs and the trainer's cover the same support
+    assert (grpo.temperature, grpo.top_p, grpo.top_k, grpo.min_p) == (1.0, 1.0, 0, None)
+    assert grpo.vllm_importance_sampling_correction
+    assert grpo.mask_truncated_completions  # truncated completions out of the loss (and -3 format reward)
+    assert grpo.disable_dropout and model.lora_dropout == 0.0  # old and new log-probs from the same network
+    assert grpo.num_completions_to_print == 2 and grpo.log_completions
+    assert grpo.vllm_max_model_length >= 2048 + grpo.max_completion_length
+    # the reward design (README "Reward design"): the recipe ships build_rewards' defaults
+    from dime_trainer.rewards import DEFAULT_ENV_REWARD_HORIZON, DEFAULT_REWARD_WEIGHTS
+
+    assert dime.env_reward_horizon == DEFAULT_ENV_REWARD_HORIZON and grpo.reward_weights == list(DEFAULT_REWARD_WEIGHTS)
+
+
 def test_smoke_shortcut__and_command_line_overrides():
     dime, grpo, model = parse(["--smoke", "--max_steps", "7", "--tasks", "retry_storm"])
     assert dime.tiny_model and grpo.use_cpu and not grpo.use_vllm
