@@ -78,7 +78,7 @@ def run_table(summary: dict) -> str:
 
 
 SCORES_LEGEND = ("score ± half-width of the 95 % interval over seeds (0–1, higher is better); success: episodes with "
-                 "the DB always up, goodput and SLO attainment ≥ 0.8 and resource cost ≤ 0.5; DIME index: 100 × mean "
+                 "the DB down at most 10 % of the steps, goodput and SLO attainment ≥ 0.8 and resource cost ≤ 0.5; DIME index: 100 × mean "
                  "over the 14 tasks of (½ score + ½ success rate).")
 
 
