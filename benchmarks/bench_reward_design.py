@@ -29,6 +29,11 @@ from dime_trainer.rewards import build_rewards
 OLD_DESIGN = {"reward_weights": [1.0, 1.0, 1.0, 1.0], "env_reward_horizon": 0}
 
 
+def _p_text(p: float) -> str:
+    """``= 0.0123``, or ``< 0.0001`` when no permutation draw reached the observed difference."""
+    return "< 0.0001" if p < 1e-4 else f"= {p:.4f}"
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seeds", type=int, default=5, help="the first N held-out seeds per task")
@@ -60,7 +65,7 @@ def main(argv=None) -> int:
     flat = [d for row in diffs for d in row]
     mean, half = mean_ci(flat)
     print(f"recipe - old design: {mean:+.3f} +/- {half:.3f} (95 % CI over {len(flat)} paired episodes), "
-          f"p = {paired_permutation_p(diffs):.4f} (sign-flip permutation, paired by task and seed)")
+          f"p {_p_text(paired_permutation_p(diffs))} (sign-flip permutation, paired by task and seed)")
     return 0
 
 
