@@ -132,6 +132,18 @@ def test_timeline__names_the_run_caps_good_traffic_and_has_a_reward_panel(tmp_pa
     assert good and np.nanmax(good[0].get_ydata()) <= 1.0
     plots.save(fig, tmp_path / "t.png")
     assert main(["timeline", str(tmp_path / "my-run.jsonl"), "--out", str(tmp_path / "cli.png")]) == 0
+    # the cluster pictures along the top are what render_mode="rgb_array" draws of the live state
+    from dime_gym.env import DimeEnv
+
+    frames = [ax for ax in fig.axes if ax.images]
+    assert len(frames) == plots.N_FRAMES and frames[0].get_title() == "after step 1"
+    env = DimeEnv(task="black_swan_az_failure", render_mode="rgb_array")
+    env.reset(seed=0)
+    env.step(np.zeros(4, dtype=np.int64))
+    shown = frames[0].images[0].get_array()
+    assert shown.shape == env.render().shape and np.mean(shown != env.render()) < 0.02  # equal up to rounding of the trace
+    older = {**episode, "trace": {k: v for k, v in episode["trace"].items() if k not in ("queue", "node_status")}}
+    assert not [ax for ax in plots.timeline_figure(older).axes if ax.images]  # older traces: no pictures, no error
 
 
 @pytest.mark.parametrize(("good", "offered", "expected"), [

@@ -85,3 +85,20 @@ def test_readme__task_table_is_the_task_table():
 
     for task in TASKS:
         assert f"| `{task.id}` | {task.episode_steps} | {task.mechanism} | {task.ideal_response} |" in README, task.id
+
+
+def test_readme__cluster_picture_is_what_the_env_draws():
+    """The README's picture is ``render_mode="rgb_array"`` of the state its caption names."""
+    plt = pytest.importorskip("matplotlib.pyplot")
+    import sys
+
+    sys.path.insert(0, str(ROOT / "docs"))
+    try:
+        from make_pictures import CLUSTER_PICTURE, cluster_picture
+    finally:
+        sys.path.remove(str(ROOT / "docs"))
+    assert f"]({CLUSTER_PICTURE.relative_to(ROOT).as_posix()})" in README
+    stored = plt.imread(CLUSTER_PICTURE)[..., :3]
+    drawn = cluster_picture()
+    assert stored.shape == drawn.shape
+    assert (stored * 255).round().astype("uint8").tolist() == drawn.tolist()

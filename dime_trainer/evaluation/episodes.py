@@ -124,6 +124,9 @@ class Trace:
             "cpu": np.round(st["cpu"], 3).tolist(),
             "mem": np.round(st["mem"], 3).tolist(),
             "down_nodes": [np.flatnonzero(row).tolist() for row in down],
+            "queue": np.round(st["queue"], 0).tolist(),
+            # per node: 0 serving, 1 failed, 2 restarting, 3 zombie (what dime_gym.render draws)
+            "node_status": np.select([st["failed"] != 0, st["restart_left"] != 0, st["zombie"] != 0], [1, 2, 3], 0).tolist(),
         }
         if self.text is not None:
             out.update(self.text)

@@ -1,9 +1,10 @@
 """Plots (matplotlib, an optional extra: ``pip install -e '.[plot]'``), drawn off-screen (Agg).
 
 * :func:`bars_figure`: mean score per task with 95 % intervals, several runs side by side.
-* :func:`timeline_figure`: one episode step by step: node CPU and memory (down nodes marked
-  per node), p99 against the SLO with good / offered traffic and the throttle, the reward and
-  running score, and every action taken.
+* :func:`timeline_figure`: one episode step by step: pictures of the cluster at four steps
+  (``dime_gym.render``, as ``render_mode="rgb_array"`` draws it), node CPU and memory (down
+  nodes marked per node), p99 against the SLO with good / offered traffic and the throttle, the
+  reward and running score, and every action taken.
 """
 
 from __future__ import annotations
@@ -79,7 +80,11 @@ def timeline_figure(episode: dict, run_name: str | None = None):
         raise ValueError("this episode has no per-step trace (the run used --no-steps)")
     steps = np.arange(1, len(tr["reward"]) + 1)
     cpu, mem = np.array(tr["cpu"]), np.array(tr["mem"])
-    fig, axes = plt.subplots(5, 1, figsize=(11, 12), sharex=True, gridspec_kw={"height_ratios": [3, 3, 3, 2, 2]})
+    fig = plt.figure(figsize=(11, 15))
+    grid = fig.add_gridspec(6, N_FRAMES, height_ratios=[2.4, 3, 3, 3, 2, 2])
+    axes = [fig.add_subplot(grid[1, :])]
+    axes += [fig.add_subplot(grid[row, :], sharex=axes[0]) for row in range(2, 6)]
+    _frames_row(fig, grid, tr, len(steps))
     colors = plt.get_cmap("tab10")
     for i in range(N_NODES):
         style = {"lw": 2.2, "color": "black"} if i == DB else {"lw": 1.0, "color": colors(i)}
@@ -128,6 +133,31 @@ def timeline_figure(episode: dict, run_name: str | None = None):
                  f"{' (success)' if episode.get('success') else ''}")
     fig.tight_layout()
     return fig
+
+
+N_FRAMES = 4  # cluster pictures along the top of a timeline
+
+
+def _frames_row(fig, grid, tr: dict, n_steps: int) -> None:
+    """Pictures of the cluster after evenly spaced steps (traces written before the picture
+    columns existed have no queue or node status: then the row says so)."""
+    from dime_gym.core.params import SLO_P99_MS as slo
+    from dime_gym.render import draw_cluster
+
+    if "node_status" not in tr or "queue" not in tr:
+        ax = fig.add_subplot(grid[0, :])
+        ax.axis("off")
+        ax.text(0.5, 0.5, "(no cluster pictures: this trace predates the queue and node_status columns)",
+                ha="center", va="center", fontsize=8)
+        return
+    for k, t in enumerate(np.linspace(0, n_steps - 1, N_FRAMES).round().astype(int)):
+        status = np.asarray(tr["node_status"][t])
+        picture = draw_cluster(tr["cpu"][t], tr["mem"][t], tr["queue"][t], status == 1, status == 2, status == 3,
+                               tr["throttle"][t], tr["error_budget"][t], tr["p99_ms"][t], slo, int(t) + 1)
+        ax = fig.add_subplot(grid[0, k])
+        ax.imshow(picture)
+        ax.set_title(f"after step {t + 1}", fontsize=8)
+        ax.axis("off")
 
 
 def good_fraction(good_rps: Sequence[float], offered_rps: Sequence[float]) -> np.ndarray:
