@@ -114,13 +114,20 @@ def test_reward__throttle_zero_is_never_the_best_step_with_the_database_down(vis
         assert rewards[shed_all[0]] < rewards[0]  # no better than waiting: serving nothing earns nothing
 
 
-def test_reward__restarting_a_crashed_node_beats_waiting_at_the_trainers_horizon(visited):
-    """The trainer's default horizon is one step: a restart that brings capacity back must not
-    read as a pure cost. Where kubelet restarts the node in that very step the two are equal."""
+@pytest.mark.parametrize("reward", ["one_step", "trainer_default"])
+def test_reward__restarting_a_crashed_node_beats_waiting_within_the_trainers_horizon(visited, reward):
+    """A restart that brings capacity back must not read as a pure cost, neither in one step nor
+    in the trainer's default ``reward_env`` (its lookahead with the oracle continuing). Where
+    kubelet restarts the node in that very step the two are equal."""
+    from dime_trainer.evaluation.probes import clean_answer
+    from dime_trainer.rewards import EnvReward, build_rewards
+
+    env_reward = EnvReward() if reward == "one_step" else build_rewards({})[0][2]
     compared = strictly = 0
     for state, snap in visited:
         for node in np.flatnonzero(state["failed"]):
-            wait, restart = score_actions(snap, np.array([[NO_OP, 0, 0, 0], [RESTART, node, 0, 0]])).rewards
+            answers = [clean_answer("no_op"), clean_answer(f"kubectl delete pod node-{node}")]
+            wait, restart = env_reward(prompts=[None, None], completions=answers, snapshot=[snap, snap])
             assert restart >= wait, (int(state["step"]), int(node))
             compared += 1
             strictly += restart > wait
