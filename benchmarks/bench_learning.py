@@ -11,8 +11,9 @@ the oracle's most of the time and a random canonical one otherwise), evaluate it
 cpu_learning`` (the shipped config), evaluate the trained model with the same protocol, and print
 ``dime-eval compare base trained``: the paired per-seed difference of the mean score, its 95 %
 interval and the sign-flip permutation p-value. Also printed: the mean training reward (and each
-reward term) at the start and at the end of training, from the trainer's ``log_history``, and the
-wall time of each stage.
+reward term) at the start and at the end of training, from the trainer's ``log_history``; the
+reward-greedy probe's score (the policy the design's rewards converge to, on the same tasks and
+seeds: what the design would teach a model able to learn it fully); and the wall time of each stage.
 
 Everything runs as subprocesses (``python -m dime_trainer.cli`` / ``python -m
 dime_trainer.evaluation.cli``), exactly as a user would run them; results go under ``--out``.
@@ -62,6 +63,7 @@ def parse_args(argv=None):
     p.add_argument("--sampling-seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=1, help="torch threads per process (1: robust on a shared machine)")
     p.add_argument("--max-new-tokens", type=int, default=48)
+    p.add_argument("--no-probe", action="store_true", help="skip the reward-greedy probe (about 20 s per design)")
     return p.parse_args(argv)
 
 
@@ -123,6 +125,32 @@ def curve_lines(rows: list[dict]) -> list[str]:
     return lines
 
 
+def reward_greedy_lines(design: str, tasks: str, seeds: int) -> list[str]:
+    """The reward-greedy probe (``dime_trainer.evaluation.probes``): the policy the design's rewards
+    converge to (every step, the canonical command whose clean answer earns the highest weighted
+    reward), on the evaluation tasks and seeds; what a model that learned the rewards perfectly
+    would score."""
+    import numpy as np
+
+    from dime_gym.splits import HELDOUT_EVAL_SEEDS
+    from dime_trainer.evaluation.probes import reward_greedy_episodes
+    from dime_trainer.rewards import build_rewards
+
+    flags = DESIGNS[design]
+    config = {}
+    if "--reward_weights" in flags:
+        i = flags.index("--reward_weights")
+        config["reward_weights"] = [float(w) for w in flags[i + 1:i + 5]]
+    if "--env_reward_horizon" in flags:
+        config["env_reward_horizon"] = int(flags[flags.index("--env_reward_horizon") + 1])
+    funcs, weights = build_rewards(config)
+    task_ids = tasks.split(",")
+    episodes = reward_greedy_episodes(funcs, weights, task_ids, list(HELDOUT_EVAL_SEEDS[:seeds]))
+    per_task = {t: float(np.mean([e["score"] for e in episodes if e["task"] == t])) for t in task_ids}
+    return [f"reward-greedy probe ({design} rewards, same tasks and seeds): mean score "
+            f"{np.mean(list(per_task.values())):.3f} ({', '.join(f'{t} {v:.3f}' for t, v in per_task.items())})"]
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
     out = pathlib.Path(args.out).resolve()
@@ -159,6 +187,8 @@ def main(argv=None) -> int:
         o = json.loads(cmp_json.read_text())["overall"]
         print(f"\n=== design {design}: {' '.join(DESIGNS[design]) or '(the recipe defaults)'} ===")
         print("\n".join(curve_lines(reward_curve(train_dir))))
+        if not args.no_probe:
+            print("\n".join(reward_greedy_lines(design, args.tasks, args.seeds)))
         print(table)
         print(f"paired difference ({design} - base) in mean dime-eval score: {o['diff']:+.4f} "
               f"(95 % CI {o['diff'] - o['diff_ci95']:+.4f} to {o['diff'] + o['diff_ci95']:+.4f}), p = {o['p']:.4g}; "
