@@ -177,7 +177,7 @@ def main(argv=None) -> int:
         if args.dataset_episodes is not None:
             cmd += ["--dataset_episodes", str(args.dataset_episodes)]
         if args.max_steps is not None:  # the config saves one checkpoint, at the end: its trainer_state.json has the log
-            cmd += ["--save_steps", str(args.max_steps)]
+            cmd += ["--save_steps", str(args.max_steps)] + (["--logging_steps", "1"] if args.max_steps < 20 else [])
         t_train = run(cmd, out / f"train-{design}.log", env)
         t_eval = evaluate(args, train_dir, design, out, env)
         cmp_json = out / f"compare-base-{design}.json"
