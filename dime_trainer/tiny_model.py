@@ -10,6 +10,9 @@ A random model almost never writes a parsable answer, so every completion of a p
 get the same rewards and GRPO would have nothing to learn from. ``save_tiny_qwen3`` therefore
 first imprints the answer format with a few supervised steps on the oracle's answers
 (``imprint_steps``); sampled completions then vary in format and action, as a real model's do.
+``random_fraction`` mixes in answers with a random canonical command (a mediocre operator for
+GRPO to improve on: ``benchmarks/bench_learning.py``), and ``with_last_command`` imprints on
+prompts that show the previous command's report, as every prompt after an episode's first does.
 """
 
 from __future__ import annotations
