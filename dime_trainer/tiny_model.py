@@ -10,6 +10,9 @@ A random model almost never writes a parsable answer, so every completion of a p
 get the same rewards and GRPO would have nothing to learn from. ``save_tiny_qwen3`` therefore
 first imprints the answer format with a few supervised steps on the oracle's answers
 (``imprint_steps``); sampled completions then vary in format and action, as a real model's do.
+``random_fraction`` mixes in answers with a random canonical command (a mediocre operator for
+GRPO to improve on: ``benchmarks/bench_learning.py``), and ``with_last_command`` imprints on
+prompts that show the previous command's report, as every prompt after an episode's first does.
 """
 
 from __future__ import annotations
@@ -20,24 +23,30 @@ SPECIAL_TOKENS = ("<|endoftext|>", "<|im_start|>", "<|im_end|>")
 QWEN3_ADDED_TOKENS = ("<think>", "</think>", "<tool_call>", "</tool_call>", "<tool_response>", "</tool_response>")
 
 
-def _oracle_states(steps: int):
+def _oracle_states(steps: int, with_last_command: bool = False):
     """``(obs, info)`` of ``steps`` states spread evenly over one oracle-driven episode per task
     (task i on seed i): faults strike at seed-dependent steps, so the first few states alone
-    would nearly all be healthy ones whose answer is no_op."""
+    would nearly all be healthy ones whose answer is no_op. ``with_last_command``: yield
+    ``(obs, info, last_command)`` instead, the report of the oracle's previous command (``None``
+    at reset) that a prompt shows after the first step (``dime_gym.text.step_report``)."""
     import gymnasium as gym
     import numpy as np
 
     import dime_gym  # noqa: F401 - registers DIME-v0
     from dime_gym.scenarios import TASK_IDS
+    from dime_gym.text.prompts import step_report
 
     for seed, task in enumerate(TASK_IDS):
         env = gym.make("DIME-v0", task=task)
         obs, info = env.reset(seed=seed)
+        last_command = None
         keep = set(np.linspace(0, env.unwrapped.episode.task.episode_steps - 1, steps).round().astype(int).tolist())
         for t in range(max(keep) + 1):
             if t in keep:
-                yield obs, info
+                yield (obs, info, last_command) if with_last_command else (obs, info)
+            command = info["oracle"]["command"]
             obs, _, _, _, info = env.step(info["oracle"]["action"])
+            last_command = step_report(command, info["action_errors"])
 
 
 def _corpus() -> list[str]:
@@ -96,27 +105,54 @@ def build_tiny_model(tokenizer, hidden_size: int = 64, num_layers: int = 2, seed
     return model
 
 
-def oracle_answer_examples(tokenizer, steps: int = 3) -> list[tuple[list[int], list[int]]]:
+def _answer(rule_id, command: str, eos: str) -> str:
+    return f'<reasoning>Rule {rule_id} applies.</reasoning>\n<action>{{"command": "{command}"}}</action>{eos}'
+
+
+def oracle_answer_examples(tokenizer, steps: int = 3, with_last_command: bool = False) -> list[tuple[list[int], list[int]]]:
     """``(prompt_ids, answer_ids)`` pairs: DIME prompts (chat template, thinking off, as in
-    the smoke config) and the triage oracle's answer in the required format."""
+    the smoke config) and the triage oracle's answer in the required format.
+    ``with_last_command``: prompts show the previous command's report, as every prompt after an
+    episode's first does (in ``dime-eval`` and in the training data); otherwise none does."""
     from dime_gym.text import render_messages
 
     examples = []
-    for obs, info in _oracle_states(steps):
+    for obs, info, last_command in _oracle_states(steps, with_last_command=True):
         oracle = info["oracle"]
-        prompt = tokenizer.apply_chat_template(render_messages(obs, info), add_generation_prompt=True, tokenize=False,
-                                               enable_thinking=False)
-        answer = (f"<reasoning>Rule {oracle['rule_id']} applies.</reasoning>\n"
-                  f'<action>{{"command": "{oracle["command"]}"}}</action>{tokenizer.eos_token}')
+        messages = render_messages(obs, info, last_command if with_last_command else None)
+        prompt = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False, enable_thinking=False)
+        answer = _answer(oracle["rule_id"], oracle["command"], tokenizer.eos_token)
         examples.append((tokenizer(prompt)["input_ids"], tokenizer(answer)["input_ids"]))
     return examples
 
 
-def imprint_answer_format(model, tokenizer, steps: int = 200, learning_rate: float = 3e-3, seed: int = 0):
-    """A few supervised steps (loss on the answer tokens only) on ``oracle_answer_examples``."""
+def random_answer_ids(tokenizer, rng) -> list[int]:
+    """A well-formed answer with a uniformly random canonical command and rule number (the
+    imprint's "random operator" examples)."""
+    from dime_gym.text import format_action
+    from dime_gym.text.commands import canonical_actions
+
+    actions = canonical_actions()
+    command = format_action(actions[int(rng.integers(len(actions)))])
+    return tokenizer(_answer(int(rng.integers(1, 11)), command, tokenizer.eos_token))["input_ids"]
+
+
+def imprint_answer_format(model, tokenizer, steps: int = 200, learning_rate: float = 3e-3, seed: int = 0,
+                          random_fraction: float = 0.0, states_per_task: int = 3, with_last_command: bool = False):
+    """A few supervised steps (loss on the answer tokens only) on ``oracle_answer_examples``.
+
+    ``random_fraction``: the share of steps (drawn with ``seed``) whose target answer is a random
+    canonical command (:func:`random_answer_ids`) instead of the oracle's, so the model is a
+    *mediocre* operator: well-formed answers, the oracle's action only part of the time, a
+    spread of other actions (a warm start that GRPO can improve on). 0 = oracle answers only.
+    ``states_per_task`` and ``with_last_command``: as in :func:`oracle_answer_examples`."""
+    import numpy as np
     import torch
 
-    examples = oracle_answer_examples(tokenizer)
+    if not 0.0 <= random_fraction <= 1.0:
+        raise ValueError(f"random_fraction must be in [0, 1], got {random_fraction}")
+    examples = oracle_answer_examples(tokenizer, steps=states_per_task, with_last_command=with_last_command)
+    rng = np.random.default_rng(seed)
     torch.manual_seed(seed)
     optimizer = torch.optim.AdamW(model.parameters(), lr=learning_rate)
     # decay to zero: the last steps settle the format instead of jumping between examples
@@ -124,6 +160,8 @@ def imprint_answer_format(model, tokenizer, steps: int = 200, learning_rate: flo
     model.train()
     for step in range(steps):
         prompt_ids, answer_ids = examples[step % len(examples)]
+        if random_fraction and rng.random() < random_fraction:
+            answer_ids = random_answer_ids(tokenizer, rng)
         labels = torch.tensor([[-100] * len(prompt_ids) + answer_ids])
         loss = model(input_ids=torch.tensor([prompt_ids + answer_ids]), labels=labels).loss
         loss.backward()
@@ -134,17 +172,20 @@ def imprint_answer_format(model, tokenizer, steps: int = 200, learning_rate: flo
     return model
 
 
-def save_tiny_qwen3(path: str | pathlib.Path, seed: int = 0, imprint_steps: int = 200) -> pathlib.Path:
+def save_tiny_qwen3(path: str | pathlib.Path, seed: int = 0, imprint_steps: int = 200, random_fraction: float = 0.0,
+                    states_per_task: int = 3, with_last_command: bool = False) -> pathlib.Path:
     """Build the tiny model and tokenizer, imprint the answer format (``imprint_steps``
-    supervised steps; 0 leaves the model random) and ``save_pretrained`` both into ``path``;
-    returns it. An existing complete directory is reused."""
+    supervised steps; 0 leaves the model random; ``random_fraction``, ``states_per_task`` and
+    ``with_last_command`` as in :func:`imprint_answer_format`) and ``save_pretrained`` both into ``path``; returns
+    it. An existing complete directory is reused."""
     path = pathlib.Path(path)
     if (path / "config.json").exists() and (path / "tokenizer.json").exists():
         return path
     tokenizer = build_tiny_tokenizer()
     model = build_tiny_model(tokenizer, seed=seed)
     if imprint_steps:
-        imprint_answer_format(model, tokenizer, steps=imprint_steps, seed=seed)
+        imprint_answer_format(model, tokenizer, steps=imprint_steps, seed=seed, random_fraction=random_fraction,
+                              states_per_task=states_per_task, with_last_command=with_last_command)
     path.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(path)
     tokenizer.save_pretrained(path)
