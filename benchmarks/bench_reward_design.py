@@ -24,9 +24,7 @@ from dime_trainer.cli import CONFIG_DIR
 from dime_trainer.evaluation import builtin_scores
 from dime_trainer.evaluation.probes import reward_greedy_episodes
 from dime_trainer.evaluation.stats import mean_ci, paired_permutation_p
-from dime_trainer.rewards import build_rewards
-
-OLD_DESIGN = {"reward_weights": [1.0, 1.0, 1.0, 1.0], "env_reward_horizon": 0}
+from dime_trainer.rewards import OLD_REWARD_DESIGN, build_rewards
 
 
 def _p_text(p: float) -> str:
@@ -40,7 +38,7 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     seeds = list(HELDOUT_EVAL_SEEDS[: args.seeds])
     recipe = yaml.safe_load((CONFIG_DIR / "qwen3_8b_grpo.yaml").read_text())
-    designs = {"recipe": recipe, "old (equal weights, horizon 0)": {**recipe, **OLD_DESIGN}}
+    designs = {"recipe": recipe, "old (equal weights, horizon 0)": {**recipe, **OLD_REWARD_DESIGN}}
     scores: dict[str, dict[tuple[str, int], float]] = {}
     shed_all = {}
     for name, config in designs.items():

@@ -267,6 +267,8 @@ DEFAULT_REWARD_WEIGHTS = (0.2, 0.2, 1.0, 0.1)  # REWARD_NAMES order
 DEFAULT_ENV_REWARD_HORIZON = 2
 DEFAULT_ENV_REWARD_DISCOUNT = 0.5
 DEFAULT_ENV_REWARD_CONTINUATION = "oracle"
+# The design before it, kept for comparisons (benchmarks, tests): equal weights, one-step env reward.
+OLD_REWARD_DESIGN = {"reward_weights": [1.0, 1.0, 1.0, 1.0], "env_reward_horizon": 0}
 
 
 def build_rewards(config: Mapping) -> tuple[list, list[float]]:

@@ -14,10 +14,9 @@ from dime_gym.scenarios import TASK_IDS
 from dime_trainer.cli import CONFIG_DIR
 from dime_trainer.evaluation import builtin_scores
 from dime_trainer.evaluation.probes import reward_greedy_episodes
-from dime_trainer.rewards import build_rewards
+from dime_trainer.rewards import OLD_REWARD_DESIGN, build_rewards
 
 SEEDS = [0, 1]
-OLD_DESIGN = {"reward_weights": [1.0, 1.0, 1.0, 1.0], "env_reward_horizon": 0}  # equal weights, one step
 
 
 def _mean_by_task(episodes) -> dict[str, float]:
@@ -45,6 +44,6 @@ def test_recipe_rewards__greedy_policy_scores_well_and_never_sheds_everything(re
 
 @pytest.mark.slow
 def test_recipe_rewards__beat_the_old_equal_weight_one_step_design(recipe_greedy):
-    old = _mean_by_task(reward_greedy_episodes(*build_rewards(OLD_DESIGN), TASK_IDS, SEEDS))
+    old = _mean_by_task(reward_greedy_episodes(*build_rewards(OLD_REWARD_DESIGN), TASK_IDS, SEEDS))
     new = _mean_by_task(recipe_greedy)
     assert np.mean(list(new.values())) > np.mean(list(old.values())) + 0.02

@@ -149,7 +149,7 @@ PARAM_CHECKS = (
 
 
 @kernel
-def _finite_nonneg_scalar(x):
+def is_finite_nonneg(x):
     return math.isfinite(x) and x >= 0
 
 
@@ -162,14 +162,14 @@ def _first_invalid_param(params):
     if not (math.isfinite(p.base_rate_rps) and p.base_rate_rps > 0):
         return 1
     for t in range(MAX_EPISODE_STEPS):
-        if not _finite_nonneg_scalar(p.load_profile[t]):
+        if not is_finite_nonneg(p.load_profile[t]):
             return 2
     if not (math.isfinite(p.worker_capacity_rps) and p.worker_capacity_rps > 0):
         return 3
     if not (math.isfinite(p.db_capacity_rps) and p.db_capacity_rps > 0):
         return 4
     for i in range(N_NODES):
-        if not _finite_nonneg_scalar(p.mem_leak_per_step[i]):
+        if not is_finite_nonneg(p.mem_leak_per_step[i]):
             return 5
     if not 0 <= p.retry_gain <= 10:
         return 6
@@ -181,7 +181,7 @@ def _first_invalid_param(params):
         return 9
     if not p.replica_ttl_steps > p.replica_cold_steps >= 0:
         return 10
-    if not _finite_nonneg_scalar(p.arrival_noise_sigma):
+    if not is_finite_nonneg(p.arrival_noise_sigma):
         return 11
     for i in range(N_NODES):
         if not p.crash_step[i] >= -1:
@@ -192,21 +192,21 @@ def _first_invalid_param(params):
             return 14
     if not p.pool_leak_start_step >= -1:
         return 15
-    if not _finite_nonneg_scalar(p.pool_leak_per_step):
+    if not is_finite_nonneg(p.pool_leak_per_step):
         return 16
     if not p.db_slowdown_start_step >= -1:
         return 17
     if not p.db_slowdown_steps >= 0:
         return 18
-    if not _finite_nonneg_scalar(p.db_slowdown_factor):
+    if not is_finite_nonneg(p.db_slowdown_factor):
         return 19
-    if not _finite_nonneg_scalar(p.replication_io):
+    if not is_finite_nonneg(p.replication_io):
         return 20
-    if not _finite_nonneg_scalar(p.replica_io_penalty):
+    if not is_finite_nonneg(p.replica_io_penalty):
         return 21
-    if not _finite_nonneg_scalar(p.replica_db_overhead):
+    if not is_finite_nonneg(p.replica_db_overhead):
         return 22
-    if not _finite_nonneg_scalar(p.replica_warmup_db_load):
+    if not is_finite_nonneg(p.replica_warmup_db_load):
         return 23
     if not p.client_timeout_ms <= LATENCY_CAP_MS:
         return 24

@@ -23,6 +23,7 @@ from dime_gym.core.params import (
     RESTART_COOLDOWN_STEPS,
     RESTART_STEPS,
     describe_failed_check,
+    is_finite_nonneg,
 )
 from dime_gym.core.state import (
     ERROR_BUDGET_MAX,
@@ -110,11 +111,6 @@ STATE_CHECKS = (
 
 
 @kernel
-def _fin(x):
-    return math.isfinite(x) and x >= 0
-
-
-@kernel
 def _in(x, lo, hi):
     return lo <= x <= hi
 
@@ -134,11 +130,11 @@ def _first_invalid_state(params, states):
             return 2
         if not _in(s.queue[i], 0.0, QUEUE_CAPACITY):
             return 3
-        if not _fin(s.route_weight[i]):
+        if not is_finite_nonneg(s.route_weight[i]):
             return 4
-        if not _fin(s.arrival_rps[i]):
+        if not is_finite_nonneg(s.arrival_rps[i]):
             return 5
-        if not _fin(s.served_rps[i]):
+        if not is_finite_nonneg(s.served_rps[i]):
             return 6
         if not _in(s.failed[i], 0, 1):
             return 7
@@ -183,15 +179,15 @@ def _first_invalid_state(params, states):
         return 26
     if not _in(s.retry_rps, 0.0, MAX_REQUEST_RATE_RPS):
         return 27
-    if not _fin(s.admitted_rps):
+    if not is_finite_nonneg(s.admitted_rps):
         return 28
-    if not _fin(s.shed_rps):
+    if not is_finite_nonneg(s.shed_rps):
         return 29
-    if not _fin(s.served_total_rps):
+    if not is_finite_nonneg(s.served_total_rps):
         return 30
-    if not _fin(s.good_rps):
+    if not is_finite_nonneg(s.good_rps):
         return 31
-    if not _fin(s.failed_rps):
+    if not is_finite_nonneg(s.failed_rps):
         return 32
     if not _in(s.latency_mean_ms, 0.0, LATENCY_CAP_MS):
         return 33
@@ -206,17 +202,17 @@ def _first_invalid_state(params, states):
             return 37
     if not math.isfinite(s.reward):
         return 38
-    if not _fin(s.sum_offered):
+    if not is_finite_nonneg(s.sum_offered):
         return 39
-    if not _fin(s.sum_good):
+    if not is_finite_nonneg(s.sum_good):
         return 40
     if not _in(s.steps_db_up, 0, s.step):
         return 41
     if not _in(s.steps_slo_met, 0, s.step):
         return 42
-    if not _fin(s.friction_total):
+    if not is_finite_nonneg(s.friction_total):
         return 43
-    if not _fin(s.credits_spent):
+    if not is_finite_nonneg(s.credits_spent):
         return 44
     if not _in(s.n_actions, 0, s.step):
         return 45
