@@ -21,6 +21,9 @@ from __future__ import annotations
 
 import gymnasium as gym
 
+from dime_gym.core.params import OOM_THRESHOLD, SLO_P99_MS
+from dime_gym.core.reward import REWARD_BOUNDS, REWARD_COMPONENTS
+from dime_gym.core.state import DB, N_NODES, PARAMS_DTYPE, STATE_DTYPE
 from dime_gym.scenarios import DEFAULT_TASK, TASK_IDS, TASKS, TaskId, build_episode, get_task
 
 __version__ = "0.1.0"
@@ -71,4 +74,7 @@ def __getattr__(name: str):
     raise AttributeError(f"module 'dime_gym' has no attribute {name!r}")
 
 
-__all__ = ["DEFAULT_TASK", "ENV_ID", "MULTITASK_ENV_ID", "TASK_ENV_IDS", "TASKS", "TASK_IDS", "TaskId", "DimeEnv", "DimeVectorEnv", "score_actions", "build_episode", "get_task", "triage", "RULES", "TRIAGE_THRESHOLDS"]
+__all__ = ["DEFAULT_TASK", "ENV_ID", "MULTITASK_ENV_ID", "TASK_ENV_IDS", "TASKS", "TASK_IDS", "TaskId", "DimeEnv", "DimeVectorEnv",
+           "score_actions", "build_episode", "get_task", "triage", "RULES", "TRIAGE_THRESHOLDS",
+           # the cluster's public facts (records, node roles, reward names, thresholds shown to agents)
+           "DB", "N_NODES", "OOM_THRESHOLD", "PARAMS_DTYPE", "REWARD_BOUNDS", "REWARD_COMPONENTS", "SLO_P99_MS", "STATE_DTYPE"]

@@ -17,8 +17,9 @@ import numpy as np
 
 from dime_gym.core.batch import BatchOutputs, advance_batch
 from dime_gym.core.reward import REWARD_COMPONENTS
-from dime_gym.env import validate_action, validate_action_batch
+from dime_gym.actions import validate_action, validate_action_batch
 from dime_gym.observation_buffers import observation_from_buffers
+from dime_gym.oracle import oracle_policy
 from dime_gym.snapshot import SnapshotContents, decode_snapshot, repeat_record
 
 CONTINUATIONS = ("noop", "oracle")
@@ -121,8 +122,6 @@ def _continue(continuation, batched_obs: dict[str, np.ndarray], k: int) -> np.nd
     if getattr(continuation, "batched", False):
         return validate_action_batch(continuation(batched_obs), k)
     if isinstance(continuation, str):  # "oracle"
-        from dime_gym.oracle import oracle_policy
-
         continuation = oracle_policy
     rows = []
     for b in range(k):

@@ -14,7 +14,14 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
-from dime_gym.core.actions import ACTION_KINDS, ACTION_NVEC, QUERY_LOGS, UNPARSABLE, describe_errors
+from dime_gym.actions import (
+    ACTION_NVEC,
+    QUERY_LOGS,
+    UNPARSABLE_ACTION,
+    UNPARSABLE_ANSWER,
+    describe_errors,
+    validate_action,
+)
 from dime_gym.core.batch import (
     EPISODE_OVER,
     RESULT_ACTION_ERRORS,
@@ -24,33 +31,22 @@ from dime_gym.core.batch import (
     RESULT_STATUS,
     RESULT_TRUNCATED,
     STEPPED,
-    first_invalid_action,
     observe_single,
     step_single,
 )
 from dime_gym.core.reward import REWARD_COMPONENTS
-from dime_gym.core.state import DB, EVENT_NAMES, N_NODES, empty_batch
+from dime_gym.core.state import empty_batch
 from dime_gym.logs import log_excerpt
 from dime_gym.observation import observation_space
 from dime_gym.observation_buffers import allocate_single_buffers, observation_from_buffers
 from dime_gym.oracle import triage
-from dime_gym.render import render_rgb
+from dime_gym.render import render_ansi, render_rgb
 from dime_gym.scenarios import DEFAULT_TASK, TASK_IDS, Episode, build_episode, get_task
 from dime_gym.snapshot import decode_snapshot, encode_snapshot
 
 
-class _UnparsableAnswer:
-    """Type of ``UNPARSABLE_ANSWER``, the action for an agent answer with no valid command."""
-
-    def __repr__(self) -> str:
-        return "UNPARSABLE_ANSWER"
-
-    def __reduce__(self) -> str:  # unpickles to the same singleton
-        return "UNPARSABLE_ANSWER"
-
-
-UNPARSABLE_ANSWER = _UnparsableAnswer()
-_UNPARSABLE_ACTION = np.array([UNPARSABLE, 0, 0, 0], dtype=np.int64)
+# the kernel's signature takes a writeable array: a private copy, never handed out
+_UNPARSABLE_ACTION = UNPARSABLE_ACTION.copy()
 _INT64 = np.dtype(np.int64)
 _ACTION_SHAPE = (4,)
 
@@ -115,67 +111,6 @@ for _name in ("__getitem__", "__iter__", "__len__", "__contains__", "__eq__", "_
 del _name
 
 
-ACTION_FIELDS = ("kind", "node", "dest", "rate_level")
-_FAR_OUTSIDE = 2**62  # any integer beyond this is no action; it also keeps int64 casts exact
-
-
-def _as_int64(a: np.ndarray) -> np.ndarray | None:
-    """``a`` as int64 if it holds integers (integral floats included), else ``None``; values
-    far outside the action space give ``None`` too, rather than wrapping around in the cast."""
-    if np.issubdtype(a.dtype, np.bool_):
-        return a.astype(np.int64)
-    integral = np.issubdtype(a.dtype, np.integer) or (
-        np.issubdtype(a.dtype, np.floating) and bool(np.all(np.isfinite(a))) and bool(np.all(a == np.round(a))))
-    if not integral or (a.size and (a.max() > _FAR_OUTSIDE or a.min() < -_FAR_OUTSIDE)):
-        return None
-    return a.astype(np.int64, copy=False)
-
-
-def validate_action(action: Any) -> np.ndarray:
-    """Return ``action`` as a contiguous ``(4,) int64`` array or raise ``ValueError`` that
-    names the offending field and its valid range. ``UNPARSABLE_ANSWER`` becomes the kernel's
-    ``UNPARSABLE`` action."""
-    if action is UNPARSABLE_ANSWER:
-        return _UNPARSABLE_ACTION.copy()
-    try:
-        a = np.asarray(action)
-    except Exception as exc:  # noqa: BLE001 - anything unconvertible is a bad action
-        raise ValueError(f"action {action!r} is not array-like: {exc}") from None
-    a = _as_int64(a) if a.shape == (4,) else None
-    if a is None:
-        raise ValueError(f"action must be 4 integers [kind, node, dest, rate_level] in MultiDiscrete({ACTION_NVEC.tolist()}), "
-                         f"got {action!r}")
-    for k, (value, n) in enumerate(zip(a.tolist(), ACTION_NVEC.tolist(), strict=True)):
-        if not 0 <= value < n:
-            extra = f" ({', '.join(f'{i}={name}' for i, name in enumerate(ACTION_KINDS))})" if k == 0 else ""
-            raise ValueError(f"action field {ACTION_FIELDS[k]}={value} is out of range; valid: 0..{n - 1}{extra}")
-    return np.ascontiguousarray(a)
-
-
-def validate_action_batch(actions: Any, n: int | None = None) -> np.ndarray:
-    """Return ``actions`` as a C-contiguous ``(n, 4) int64`` array or raise ``ValueError`` that
-    names the first offending row and field. Batched APIs accept kind ``UNPARSABLE`` (-1), an
-    agent answer that held no valid command (a no-op charged as an invalid action)."""
-    try:
-        a = np.asarray(actions)
-    except Exception as exc:  # noqa: BLE001 - anything unconvertible is a bad batch
-        raise ValueError(f"actions are not array-like: {exc}") from None
-    expected = "(N, 4)" if n is None else f"({n}, 4)"
-    if a.ndim != 2 or a.shape[1] != 4 or (n is not None and a.shape[0] != n) or a.shape[0] == 0:
-        raise ValueError(f"actions must have shape {expected} (rows of [kind, node, dest, rate_level]), got shape {a.shape}")
-    as_int = _as_int64(a)
-    if as_int is None:
-        raise ValueError(f"actions must be integers, not far outside the action space; got dtype {a.dtype}")
-    a = np.require(as_int, dtype=np.int64, requirements=["C_CONTIGUOUS", "ALIGNED", "WRITEABLE"])
-    bad = first_invalid_action(a, True)
-    if bad >= 0:
-        row, field = divmod(bad, 4)
-        n_values = int(ACTION_NVEC[field])
-        valid = f"-1 (unparsable) or 0..{n_values - 1}" if field == 0 else f"0..{n_values - 1}"
-        raise ValueError(f"actions[{row}] field {ACTION_FIELDS[field]}={int(a[row, field])} is out of range; valid: {valid}")
-    return a
-
-
 def task_pool(task: str | Sequence[str]) -> tuple[str, ...]:
     """The tasks an env draws its episodes from: one id, ``"all"`` (the 14 tasks) or a sequence
     of distinct ids; ``ValueError`` naming the valid ids otherwise."""
@@ -209,7 +144,7 @@ class DimeEnv(gym.Env):
     0 no_op, 1 restart(node), 2 reroute(node -> dest), 3 scale_up, 4 throttle(rate_level/20),
     5 query_logs(node). Unused fields are ignored. Invalid targets do nothing and are listed in
     ``info["action_errors"]``; an action outside the space raises ``ValueError``. The action
-    ``dime_gym.env.UNPARSABLE_ANSWER`` stands for an agent answer with no valid command (the
+    ``dime_gym.actions.UNPARSABLE_ANSWER`` stands for an agent answer with no valid command (the
     text interface sends it): a no-op charged as an invalid action.
 
     ## Observation Space
@@ -408,16 +343,3 @@ class DimeEnv(gym.Env):
         view = self._states.view()  # made per call: a stored view would not survive pickling
         view.flags.writeable = False
         return view[0]
-
-
-def render_ansi(s, task: str) -> str:
-    """A text picture of the cluster: one row per node, then the cluster line."""
-    rows = [f"DIME {task} step {int(s['step'])}  p99 {s['latency_p99_ms']:.0f} ms  offered {s['offered_rps']:.0f} rps  "
-            f"throttle {s['throttle_rate']:.2f}  budget {s['error_budget']:.0f}  credits {s['cloud_credits']:.0f}"]
-    for i in range(N_NODES):
-        status = "FAILED" if s["failed"][i] else ("restart" if s["restart_left"][i] else "up")
-        bar = "#" * int(round(10 * s["cpu"][i]))
-        role = "db" if i == DB else "w "
-        rows.append(f" node-{i} {role} {status:8s} cpu {s['cpu'][i]:.2f} |{bar:<10s}| mem {s['mem'][i]:.2f} "
-                    f"queue {s['queue'][i]:5.0f} {EVENT_NAMES[int(s['last_event'][i])]}")
-    return "\n".join(rows) + "\n"

@@ -25,7 +25,7 @@ from dime_gym.core.actions import NO_OP, RATE_LEVELS, REROUTE, RESTART, SCALE_UP
 from dime_gym.core.params import CPU_BACKGROUND
 from dime_gym.core.state import DB, FIRST_WORKER, N_NODES
 from dime_gym.observation import display_value
-from dime_gym.text.commands import format_action
+from dime_gym.commands import format_action
 
 TRIAGE_THRESHOLDS = {
     "oom_mem": 0.92,

@@ -107,7 +107,7 @@ class ReferencePolicy(Policy):
 
     def reset(self, seed, episode):
         from dime_gym.scenarios import reference_commands
-        from dime_gym.text.commands import parse_command
+        from dime_gym.commands import parse_command
 
         self.schedule = {step: np.asarray(parse_command(cmd).action, dtype=np.int64) for step, cmd in reference_commands(episode).items()}
 

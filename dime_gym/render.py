@@ -1,4 +1,5 @@
-"""``render_mode="rgb_array"``: a picture of the cluster as an ``(H, W, 3) uint8`` array.
+"""Pictures of a cluster: ``render_mode="rgb_array"`` (``render_rgb``, an ``(H, W, 3) uint8``
+array) and ``render_mode="ansi"`` (``render_ansi``, one text line per node).
 
 Drawn with NumPy only (no plotting library): one panel per node with CPU, memory and queue
 bars, the panel's colour giving the node's status, and three cluster gauges underneath
@@ -21,7 +22,7 @@ from __future__ import annotations
 import numpy as np
 
 from dime_gym.core.params import OOM_THRESHOLD
-from dime_gym.core.state import DB, ERROR_BUDGET_MAX, N_NODES, QUEUE_CAPACITY
+from dime_gym.core.state import DB, ERROR_BUDGET_MAX, EVENT_NAMES, N_NODES, QUEUE_CAPACITY
 
 RGB_SHAPE = (240, 416, 3)
 
@@ -127,3 +128,16 @@ def render_rgb(state, params) -> np.ndarray:
     return draw_cluster(state["cpu"], state["mem"], state["queue"], state["failed"], state["restart_left"] > 0,
                         state["zombie"], float(state["throttle_rate"]), float(state["error_budget"]),
                         float(state["latency_p99_ms"]), float(params["slo_p99_ms"]), int(state["step"]))
+
+
+def render_ansi(s, task: str) -> str:
+    """A text picture of the cluster: one row per node, then the cluster line."""
+    rows = [f"DIME {task} step {int(s['step'])}  p99 {s['latency_p99_ms']:.0f} ms  offered {s['offered_rps']:.0f} rps  "
+            f"throttle {s['throttle_rate']:.2f}  budget {s['error_budget']:.0f}  credits {s['cloud_credits']:.0f}"]
+    for i in range(N_NODES):
+        status = "FAILED" if s["failed"][i] else ("restart" if s["restart_left"][i] else "up")
+        bar = "#" * int(round(10 * s["cpu"][i]))
+        role = "db" if i == DB else "w "
+        rows.append(f" node-{i} {role} {status:8s} cpu {s['cpu'][i]:.2f} |{bar:<10s}| mem {s['mem'][i]:.2f} "
+                    f"queue {s['queue'][i]:5.0f} {EVENT_NAMES[int(s['last_event'][i])]}")
+    return "\n".join(rows) + "\n"

@@ -27,8 +27,8 @@ def _episode_rows(task: str, seed: int, epsilon: float, max_steps: int | None) -
     """Rows of one behaviour episode (oracle with epsilon-random actions, seeded by ``seed``)."""
     import gymnasium as gym
 
-    from dime_gym.text.prompts import render_messages, step_report
-    from dime_gym.text.commands import format_action
+    from dime_gym.commands import format_action
+    from dime_gym.text import render_messages, step_report
 
     env = gym.make("DIME-v0", task=task)
     rng = np.random.default_rng([seed, TASK_IDS.index(task)])
@@ -63,8 +63,8 @@ def _episode_rows(task: str, seed: int, epsilon: float, max_steps: int | None) -
 def _informative(rows: list[dict], min_reward_gap: float) -> list[dict]:
     """Rows where the best action's one-step reward beats the median action's (over every
     canonical action) by more than ``min_reward_gap``: choosing well matters there."""
+    from dime_gym.commands import canonical_actions
     from dime_gym.counterfactual import score_actions
-    from dime_gym.text.commands import canonical_actions
 
     candidates = np.array(canonical_actions(), dtype=np.int64)
     kept = []
@@ -151,7 +151,7 @@ def prompt_from_row(row: dict, system_prompt: str | None = None) -> list[dict[st
     """Re-render a row's prompt from its snapshot and context (the check that a row's snapshot
     is the state its prompt shows)."""
     from dime_gym.env import DimeEnv
-    from dime_gym.text.prompts import SYSTEM_PROMPT, render_messages
+    from dime_gym.text import SYSTEM_PROMPT, render_messages
 
     context = json.loads(row["context"])
     obs, info = DimeEnv(with_oracle=False).restore(row["snapshot"])

@@ -179,8 +179,8 @@ class EnvReward:
     def __call__(self, prompts=None, completions=(), snapshot=None, **kwargs) -> list[float]:
         if snapshot is None:
             raise ValueError("reward_env needs the dataset column 'snapshot' (build it with build_prompt_dataset)")
-        from dime_gym.core.actions import UNPARSABLE
-        from dime_gym.core.reward import REWARD_COMPONENTS
+        from dime_gym import REWARD_COMPONENTS
+        from dime_gym.actions import UNPARSABLE
         from dime_gym.counterfactual import score_actions
 
         parsed = _parse_all(completions)

@@ -34,7 +34,7 @@ def _oracle_states(steps: int, with_last_command: bool = False):
 
     import dime_gym  # noqa: F401 - registers DIME-v0
     from dime_gym.scenarios import TASK_IDS
-    from dime_gym.text.prompts import step_report
+    from dime_gym.text import step_report
 
     for seed, task in enumerate(TASK_IDS):
         env = gym.make("DIME-v0", task=task)
@@ -53,8 +53,8 @@ def _corpus() -> list[str]:
     """Text the tokenizer learns from: the system prompt, rendered states and every command."""
     import numpy as np
 
+    from dime_gym.commands import canonical_actions
     from dime_gym.text import SYSTEM_PROMPT, format_action, render_user_message
-    from dime_gym.text.commands import canonical_actions
 
     lines = SYSTEM_PROMPT.splitlines()
     for obs, info in _oracle_states(steps=4):
@@ -129,8 +129,7 @@ def oracle_answer_examples(tokenizer, steps: int = 3, with_last_command: bool = 
 def random_answer_ids(tokenizer, rng) -> list[int]:
     """A well-formed answer with a uniformly random canonical command and rule number (the
     imprint's "random operator" examples)."""
-    from dime_gym.text import format_action
-    from dime_gym.text.commands import canonical_actions
+    from dime_gym.commands import canonical_actions, format_action
 
     actions = canonical_actions()
     command = format_action(actions[int(rng.integers(len(actions)))])

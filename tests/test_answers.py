@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from dime_gym.core.actions import THROTTLE
 from dime_gym.text.answers import ANSWER_ERROR_KINDS, MAX_ANSWER_CHARS, RESCUES, ParsedAnswer, parse_answer
-from dime_gym.text.commands import ERROR_KINDS, CommandParseError, canonical_actions, format_action
+from dime_gym.commands import ERROR_KINDS, CommandParseError, canonical_actions, format_action
 
 RESTART_3 = (1, 3, 0, 0)
 CLEAN = '<reasoning>Node 3 is out of memory.</reasoning>\n<action>{"command": "kubectl delete pod node-3"}</action>'

@@ -19,7 +19,8 @@ from dime_gym.core.latency import QUANTILE_STEP_MS, mixture_quantile
 from dime_gym.core.observe import write_observation
 from dime_gym.core.params import default_params, validate_params
 from dime_gym.core.state import LATENCY_CAP_MS, empty_batch
-from dime_gym.env import UNPARSABLE_ANSWER, DimeEnv, validate_action_batch
+from dime_gym.actions import validate_action_batch
+from dime_gym.env import UNPARSABLE_ANSWER, DimeEnv
 from dime_gym.observation import build_observation
 from dime_gym.observation_buffers import allocate_single_buffers, observation_from_buffers
 from dime_gym.scenarios import get_task

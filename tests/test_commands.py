@@ -1,4 +1,4 @@
-"""Tests of dime_gym.text.commands: grammar, errors, round trips, robustness, timing."""
+"""Tests of dime_gym.commands: grammar, errors, round trips, robustness, timing."""
 
 from __future__ import annotations
 
@@ -14,8 +14,8 @@ from hypothesis import strategies as st
 
 from dime_gym.core.actions import ACTION_KINDS, N_ACTION_KINDS, RATE_LEVELS
 from dime_gym.core.state import N_NODES
-from dime_gym.text import commands
-from dime_gym.text.commands import (
+from dime_gym import commands
+from dime_gym.commands import (
     COMMAND_FORMS,
     ERROR_KINDS,
     MAX_COMMAND_CHARS,

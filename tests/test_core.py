@@ -18,6 +18,7 @@ from dime_gym.core.actions import (
     FRICTION_BY_KIND,
     FRICTION_DB_RESTART_EXTRA,
     FRICTION_INVALID,
+    FRICTION_RESTART_FAILED,
     QUERY_LOGS,
     RESTART,
 )
@@ -341,11 +342,20 @@ UNIT_FIELDS = ("cpu", "mem", "io_wait", "db_util", "throttle_rate", "db_pool_fre
 LATENCY_FIELDS = ("latency_mean_ms", "latency_p99_ms")
 
 
-def _friction(action, errors) -> float:
+def _friction(action, errors, before, params) -> float:
+    """The friction of ``action`` taken in state ``before`` (the record before the step)."""
     kind, node = int(action[0]), int(action[1])
     f = float(FRICTION_BY_KIND[kind])
-    if kind == RESTART and node == DB:
-        f += FRICTION_DB_RESTART_EXTRA
+    if kind == RESTART:
+        # kubelet's own restart begins in this step's timer tick: the restart asked for is under way
+        kubelet_restart = (before["failed"][node] == 1 and before["auto_restart_left"][node] == 1
+                           and params["crash_loops"][node] == 0)
+        if kubelet_restart:
+            f = 0.0
+        elif before["failed"][node] == 1:
+            f = FRICTION_RESTART_FAILED  # restarting a node that is down is a recovery
+        elif node == DB:
+            f += FRICTION_DB_RESTART_EXTRA
     if errors:
         f += FRICTION_INVALID
     return f
@@ -380,6 +390,7 @@ def test_core__reachable_states_keep_invariants_and_bounded_rewards(task, seed, 
     offered = accounted = 0.0
     for action in actions:
         a = np.asarray(action, dtype=np.int64)
+        before = env.state_record
         _, r, terminated, truncated, info = env.step(a)
         s = env.state_record
         _assert_state_invariants(s)
@@ -396,7 +407,7 @@ def test_core__reachable_states_keep_invariants_and_bounded_rewards(task, seed, 
         assert r == pytest.approx(min(REWARD_MAX, max(REWARD_MIN, sum(comps.values()))), abs=1e-12)
         # the components are exactly what the twins compute from the post-step state
         expected = ref.reward_components_from_state(s, float(env.episode.params["slo_p99_ms"]),
-                                                    _friction(a, int(s["action_errors"])))
+                                                    _friction(a, int(s["action_errors"]), before, env.episode.params))
         np.testing.assert_allclose(list(comps.values()), expected, rtol=1e-9, atol=1e-12)
         if truncated:
             break

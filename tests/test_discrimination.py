@@ -16,7 +16,7 @@ from dime_gym.env import DimeEnv
 from dime_gym.oracle import oracle_policy
 from dime_gym.policies import BLIND_POLICIES, BlindPolicy, make_policy
 from dime_gym.scenarios import TASK_IDS
-from dime_gym.text.commands import canonical_actions
+from dime_gym.commands import canonical_actions
 from dime_trainer.evaluation.probes import (
     CLOSED_LOOP_POLICIES,
     MAX_BLIND_INDEX_RATIO,

@@ -18,7 +18,7 @@ from dime_gym.core.actions import QUERY_LOGS, RESTART, THROTTLE
 from dime_gym.observation import DISPLAY_DECIMALS, OBSERVATION_KEYS, display_observation
 from dime_gym.oracle import RULES, TRIAGE_THRESHOLDS, triage
 from dime_gym.scenarios import TASK_IDS
-from dime_gym.text.commands import COMMAND_FORMS
+from dime_gym.commands import COMMAND_FORMS
 from dime_gym.text.env import TEXT_CHARSET
 from dime_gym.text.prompts import (
     OUTPUT_FORMAT,

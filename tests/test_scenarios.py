@@ -27,7 +27,7 @@ from dime_gym.scenarios.trace import (
     load_trace_csv,
     write_trace_csv,
 )
-from dime_gym.text.commands import parse_command
+from dime_gym.commands import parse_command
 
 TRACE_TASK = "level_5_alibaba_trace"
 SEEDS = range(12)

@@ -39,6 +39,7 @@ from dime_gym.core.state import DB, EVENT_RESTARTING, FIRST_WORKER, MAX_REPLICAS
 
 NO_OP, RESTART, REROUTE, SCALE_UP, THROTTLE, QUERY_LOGS = 0, 1, 2, 3, 4, 5
 UNPARSABLE = -1  # kernel-only kind: an answer with no valid command (a charged no-op)
+UNPARSABLE_NAME = "unparsable"  # how prompts, logs and reports name kind UNPARSABLE
 ACTION_KINDS = ("no_op", "restart", "reroute", "scale_up", "throttle", "query_logs")
 N_ACTION_KINDS = len(ACTION_KINDS)
 RATE_LEVELS = 21  # throttle rates 0.00, 0.05, ..., 1.00

@@ -1,26 +1,33 @@
-"""DIME's language-model interface: prompts (``render_messages``), answers (``parse_answer``),
-the kubectl grammar (``parse_command`` / ``format_action``) and the ``TextEnv`` wrapper.
-
-Names load on first use, so that the core (the oracle formats kubectl commands) can import
-``dime_gym.text.commands`` without pulling in the env."""
+"""DIME's language-model interface: prompts (``render_messages``), answers (``parse_answer``)
+and the ``TextEnv`` wrapper. The kubectl grammar is DIME's action language and lives below the
+environments, in ``dime_gym.commands``; its public names are re-exported here."""
 
 from __future__ import annotations
 
-import importlib
+from dime_gym.commands import CommandParseError, ParsedCommand, format_action, parse_command
+from dime_gym.text.answers import ParsedAnswer, parse_answer
+from dime_gym.text.env import TextEnv
+from dime_gym.text.prompts import (
+    SYSTEM_PROMPT,
+    chat_messages,
+    parse_state,
+    render_messages,
+    render_user_message,
+    step_report,
+)
 
-_SOURCES = {
-    "ParsedAnswer": "answers", "parse_answer": "answers",
-    "CommandParseError": "commands", "ParsedCommand": "commands", "format_action": "commands", "parse_command": "commands",
-    "TextEnv": "env",
-    "SYSTEM_PROMPT": "prompts", "chat_messages": "prompts", "parse_state": "prompts", "render_messages": "prompts",
-    "render_user_message": "prompts",
-}
-
-
-def __getattr__(name: str):
-    if name in _SOURCES:
-        return getattr(importlib.import_module(f"dime_gym.text.{_SOURCES[name]}"), name)
-    raise AttributeError(f"module 'dime_gym.text' has no attribute {name!r}")
-
-
-__all__ = sorted(_SOURCES)
+__all__ = [
+    "CommandParseError",
+    "ParsedAnswer",
+    "ParsedCommand",
+    "SYSTEM_PROMPT",
+    "TextEnv",
+    "chat_messages",
+    "format_action",
+    "parse_answer",
+    "parse_command",
+    "parse_state",
+    "render_messages",
+    "render_user_message",
+    "step_report",
+]

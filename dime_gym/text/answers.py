@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
-from dime_gym.text.commands import NO_OP_WORDS, CommandParseError, parse_command
+from dime_gym.commands import NO_OP_WORDS, CommandParseError, parse_command
 
 MAX_ANSWER_CHARS = 200_000
 MAX_COMMAND_LINES = 8  # more command lines than this is not one answer (and bounds the work)

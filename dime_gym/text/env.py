@@ -9,8 +9,7 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
-from dime_gym.core.actions import UNPARSABLE
-from dime_gym.env import UNPARSABLE_ANSWER
+from dime_gym.actions import UNPARSABLE_ACTION, UNPARSABLE_ANSWER, UNPARSABLE_NAME
 from dime_gym.text.answers import MAX_ANSWER_CHARS, parse_answer
 from dime_gym.text.prompts import SYSTEM_PROMPT, chat_messages, last_command_report, render_user_message, step_report
 
@@ -46,11 +45,11 @@ class TextEnv(gym.Wrapper):
                             "use the unwrapped env for array actions")
         parsed = parse_answer(answer)
         obs, reward, terminated, truncated, info = self.env.step(np.asarray(parsed.action) if parsed.ok else UNPARSABLE_ANSWER)
-        action = np.array(parsed.action if parsed.ok else (UNPARSABLE, 0, 0, 0), dtype=np.int64)
+        action = (np.array(parsed.action, dtype=np.int64) if parsed.ok else UNPARSABLE_ACTION.copy())
         if parsed.ok:
             report = step_report(parsed.command, info["action_errors"], parsed.notes)
         else:
-            report = last_command_report(parsed.raw_command or answer.strip()[:80], "unparsable", str(parsed.error))
+            report = last_command_report(parsed.raw_command or answer.strip()[:80], UNPARSABLE_NAME, str(parsed.error))
         text, info = self._observe(obs, info, last_command=report)
         info["answer"] = parsed
         info["action"] = action

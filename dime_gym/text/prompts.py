@@ -25,12 +25,13 @@ from dime_gym.core.params import (
 from dime_gym.core.state import ERROR_BUDGET_MAX, N_NODES, STEP_SECONDS
 from dime_gym.observation import display_observation
 from dime_gym.oracle import RULES
-from dime_gym.text.commands import COMMAND_FORMS
+from dime_gym.actions import UNPARSABLE_NAME
+from dime_gym.commands import COMMAND_FORMS
 
 USER_PREFIX = "Current system state:\n"
 USER_SUFFIX = "\nWhat action should be taken?"
 OUTPUT_FORMAT = '<reasoning>One sentence identifying which rule applies.</reasoning>\n<action>{"command": "kubectl ..."}</action>'
-LAST_COMMAND_STATUSES = ("applied", "rejected", "unparsable")
+LAST_COMMAND_STATUSES = ("applied", "rejected", UNPARSABLE_NAME)
 # What of an answer is echoed into the next prompt (``last_command``) is cut to these lengths
 # and escaped to printable ASCII, so a model cannot inject long or hidden text into its next
 # prompt (or a dime-eval request), and the user message stays inside the text observation space.

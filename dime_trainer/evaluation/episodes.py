@@ -25,15 +25,14 @@ from __future__ import annotations
 
 import numpy as np
 
-from dime_gym.core.actions import ACTION_KINDS, UNPARSABLE
-from dime_gym.core.reward import REWARD_COMPONENTS
-from dime_gym.core.state import DB, STATE_DTYPE
+from dime_gym import DB, REWARD_COMPONENTS, STATE_DTYPE
+from dime_gym.actions import ACTION_KINDS, UNPARSABLE, UNPARSABLE_NAME
 from dime_gym.scenarios.graders import grade_components
 
 MAX_RECORDED_ANSWER_CHARS = 65_536
 RECORDED_ANSWER_CUT = "...[cut: {n} characters in all]"
 SUCCESS_RULE = {"min_db_availability": 0.9, "min_goodput": 0.8, "min_slo_attainment": 0.8, "max_resource_cost": 0.5}
-ACTION_COUNT_KEYS = (*ACTION_KINDS, "unparsable", "backend_error")
+ACTION_COUNT_KEYS = (*ACTION_KINDS, UNPARSABLE_NAME, "backend_error")
 
 
 def recorded_answer(answer: str | None) -> str | None:
@@ -91,13 +90,13 @@ class Trace:
         kinds = self.actions[: self.n, 0]
         backend = np.array([s == "backend_error" for s in self.status], dtype=bool)
         counts = {name: int(np.sum((kinds == k) & ~backend)) for k, name in enumerate(ACTION_KINDS)}
-        counts["unparsable"] = int(np.sum(kinds == UNPARSABLE))
+        counts[UNPARSABLE_NAME] = int(np.sum(kinds == UNPARSABLE))
         counts["backend_error"] = int(backend.sum())
         return counts
 
     def to_json(self) -> dict:
         """The trace as JSON-ready columns (floats rounded to what plots and analysis need)."""
-        from dime_gym.text.commands import format_action
+        from dime_gym.commands import format_action
 
         n, st = self.n, self.recorded
         actions = self.actions[:n].tolist()
@@ -158,7 +157,7 @@ def episode_record(task: str, seed: int, trace: Trace, final_state, final_score:
         "slo_attainment": graded["slo_attainment"],
         "resource_cost": graded["resource_cost"],
         "invalid_rate": invalid / max(1, steps),
-        "unparsable_rate": counts["unparsable"] / max(1, steps),
+        "unparsable_rate": counts[UNPARSABLE_NAME] / max(1, steps),
         "backend_error_rate": counts["backend_error"] / max(1, steps),
         "credits_spent": float(final_state["credits_spent"]),
         "db_down_at_end": bool(st["failed"][-1, DB] or st["restart_left"][-1, DB]) if trace.n else False,

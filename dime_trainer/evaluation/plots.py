@@ -13,9 +13,18 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from dime_gym.core.actions import ACTION_KINDS, NO_OP, QUERY_LOGS, REROUTE, RESTART, THROTTLE, UNPARSABLE, rate_from_level
-from dime_gym.core.params import OOM_THRESHOLD, SLO_P99_MS
-from dime_gym.core.state import DB, N_NODES
+from dime_gym import DB, N_NODES, OOM_THRESHOLD, SLO_P99_MS
+from dime_gym.actions import (
+    ACTION_KINDS,
+    NO_OP,
+    QUERY_LOGS,
+    REROUTE,
+    RESTART,
+    THROTTLE,
+    UNPARSABLE,
+    UNPARSABLE_NAME,
+    rate_from_level,
+)
 from dime_trainer.evaluation.summary import tasks_in
 
 
@@ -141,7 +150,6 @@ N_FRAMES = 4  # cluster pictures along the top of a timeline
 def _frames_row(fig, grid, tr: dict, n_steps: int) -> None:
     """Pictures of the cluster after evenly spaced steps (traces written before the picture
     columns existed have no queue or node status: then the row says so)."""
-    from dime_gym.core.params import SLO_P99_MS as slo
     from dime_gym.render import draw_cluster
 
     if "node_status" not in tr or "queue" not in tr:
@@ -153,7 +161,7 @@ def _frames_row(fig, grid, tr: dict, n_steps: int) -> None:
     for k, t in enumerate(np.linspace(0, n_steps - 1, N_FRAMES).round().astype(int)):
         status = np.asarray(tr["node_status"][t])
         picture = draw_cluster(tr["cpu"][t], tr["mem"][t], tr["queue"][t], status == 1, status == 2, status == 3,
-                               tr["throttle"][t], tr["error_budget"][t], tr["p99_ms"][t], slo, int(t) + 1)
+                               tr["throttle"][t], tr["error_budget"][t], tr["p99_ms"][t], SLO_P99_MS, int(t) + 1)
         ax = fig.add_subplot(grid[0, k])
         ax.imshow(picture)
         ax.set_title(f"after step {t + 1}", fontsize=8)
@@ -177,12 +185,12 @@ _LABELS = {  # short labels of the actions worth naming on the timeline, by acti
 
 
 def _actions_panel(ax, steps, tr) -> None:
-    rows = [*ACTION_KINDS[1:], "unparsable", "failed"]
+    rows = [*ACTION_KINDS[1:], UNPARSABLE_NAME, "failed"]
     for t, action, status in zip(steps, tr["action"], tr["status"], strict=True):
         if status == "backend_error":
             row, marker, color = rows.index("failed"), "x", "grey"
         elif action[0] == UNPARSABLE:
-            row, marker, color = rows.index("unparsable"), "x", "red"
+            row, marker, color = rows.index(UNPARSABLE_NAME), "x", "red"
         elif action[0] == NO_OP:
             continue
         else:

@@ -45,7 +45,7 @@ def reward_greedy_episodes(funcs: Sequence, weights: Sequence[float], tasks: Seq
     import numpy as np
 
     from dime_gym.env import DimeEnv
-    from dime_gym.text.commands import canonical_actions, format_action
+    from dime_gym.commands import canonical_actions, format_action
 
     actions = np.array(canonical_actions(), dtype=np.int64)
     commands = [format_action(a) for a in actions]

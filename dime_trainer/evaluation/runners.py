@@ -181,8 +181,9 @@ def run_text_policy(backend, jobs: Sequence[Job], on_episode: Callable[[dict], N
     for ``abort_after_failed_steps`` consecutive steps, or for ``abort_after_failed_seconds``
     of wall-clock time (a dead endpoint that times out takes minutes per step).
     """
+    from dime_gym.actions import UNPARSABLE_NAME
     from dime_gym.env import DimeEnv
-    from dime_gym.text.env import TextEnv
+    from dime_gym.text import TextEnv
     from dime_trainer.evaluation.backends import as_generation
 
     pending = collections.deque(jobs)
@@ -217,7 +218,7 @@ def run_text_policy(backend, jobs: Sequence[Job], on_episode: Callable[[dict], N
             if gen.error:
                 status = "backend_error"
             elif not parsed.ok:
-                status = "unparsable"
+                status = UNPARSABLE_NAME
             else:
                 status = "rejected" if info["action_errors"] else "applied"
             x.trace.record(info["action"], _current_state(x.env), info["score"], info["action_errors"], status)

@@ -1,4 +1,8 @@
-"""Parse and format the kubectl-style commands of DIME's text interface.
+"""DIME's action language: parse and format kubectl-style commands.
+
+The grammar sits below the oracle and the environments (it needs only the action encoding of
+``dime_gym.core.actions``), so the oracle can name its actions as commands and the text
+interface (``dime_gym.text``) can parse a model's answer, with no import cycle between them.
 
 One command string maps to one canonical action ``(kind, node, dest, rate_level)`` (see
 :mod:`dime_gym.core.actions`); :func:`format_action` is its exact inverse on canonical actions.
