@@ -36,7 +36,7 @@ def breakdown(repeats: int = 20000) -> list[tuple[str, str]]:
     from dime_gym.core.batch import step_single
     from dime_gym.core.reward import REWARD_COMPONENTS
     from dime_gym.env import DimeEnv, OracleInfo
-    from dime_gym.observation_buffers import allocate_single_buffers, observation_from_buffers
+    from dime_gym.observation import allocate_single_buffers, observation_from_buffers
 
     env = DimeEnv(with_oracle=False)
     env.reset(seed=0)

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import gymnasium as gym
 
+from dime_gym.core.nodes import serving_mask
 from dime_gym.core.params import OOM_THRESHOLD, SLO_P99_MS
 from dime_gym.core.reward import REWARD_BOUNDS, REWARD_COMPONENTS
 from dime_gym.core.state import DB, N_NODES, PARAMS_DTYPE, STATE_DTYPE
@@ -77,4 +78,4 @@ def __getattr__(name: str):
 __all__ = ["DEFAULT_TASK", "ENV_ID", "MULTITASK_ENV_ID", "TASK_ENV_IDS", "TASKS", "TASK_IDS", "TaskId", "DimeEnv", "DimeVectorEnv",
            "score_actions", "build_episode", "get_task", "triage", "RULES", "TRIAGE_THRESHOLDS",
            # the cluster's public facts (records, node roles, reward names, thresholds shown to agents)
-           "DB", "N_NODES", "OOM_THRESHOLD", "PARAMS_DTYPE", "REWARD_BOUNDS", "REWARD_COMPONENTS", "SLO_P99_MS", "STATE_DTYPE"]
+           "DB", "N_NODES", "OOM_THRESHOLD", "PARAMS_DTYPE", "REWARD_BOUNDS", "REWARD_COMPONENTS", "SLO_P99_MS", "STATE_DTYPE", "serving_mask"]

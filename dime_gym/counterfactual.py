@@ -18,7 +18,7 @@ import numpy as np
 from dime_gym.core.batch import BatchOutputs, advance_batch
 from dime_gym.core.reward import REWARD_COMPONENTS
 from dime_gym.actions import validate_action, validate_action_batch
-from dime_gym.observation_buffers import observation_from_buffers
+from dime_gym.observation import observation_from_buffers
 from dime_gym.oracle import oracle_policy
 from dime_gym.snapshot import SnapshotContents, decode_snapshot, repeat_record
 

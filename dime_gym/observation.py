@@ -1,8 +1,15 @@
-"""The agent's view of a cluster: the Dict observation space and its construction from state.
+"""The agent's view of a cluster: the Dict observation space and the observations themselves,
+both derived from the one layout in ``dime_gym.core.observe``.
 
-Telemetry dropout shows as -1 in ``cpu_loads``, ``mem_utilizations`` and ``queue_lengths``;
-a failed or restarting node shows 0 there and is flagged in ``failed_nodes`` /
-``restarting_nodes`` (node status is never subject to dropout).
+Telemetry dropout shows as ``DROPPED_VALUE`` (-1) in ``cpu_loads``, ``mem_utilizations`` and
+``queue_lengths``; a failed or restarting node shows 0 there and is flagged in ``failed_nodes``
+/ ``restarting_nodes`` (node status is never subject to dropout).
+
+Observations are views of the buffers the ``write_observation`` kernel fills in one compiled
+call: for one cluster the buffers are (3, 8), (2, 8), (8, 1) and (1,) and the values come out
+as (8,) and (1,) arrays; for a batch of N they carry an extra N axis and the values come out
+as (N, 8) and (N, 1) arrays, each C-contiguous. Buffers are allocated fresh for every call, so
+no two observations share memory.
 """
 
 from __future__ import annotations
@@ -10,6 +17,16 @@ from __future__ import annotations
 import numpy as np
 from gymnasium import spaces
 
+from dime_gym.core.observe import (
+    DROPPED_VALUE,
+    FLAG_FIELDS,
+    N_FLAG_OBS,
+    N_NODE_OBS,
+    N_SCALAR_OBS,
+    NODE_FIELDS,
+    SCALAR_FIELDS,
+    STEP_FIELD,
+)
 from dime_gym.core.state import (
     ERROR_BUDGET_MAX,
     LATENCY_CAP_MS,
@@ -21,71 +38,58 @@ from dime_gym.core.state import (
     QUEUE_CAPACITY,
 )
 
-DROPPED = -1.0
-SCALAR_FIELDS = (
-    "latency_ms",
-    "p99_latency",
-    "request_rate",
-    "io_wait",
-    "error_budget",
-    "cloud_budget",
-    "throttle_rate",
-    "active_replicas",
-)
+# The documented key order (``spaces.Dict`` sorts its keys; observations and prompts keep this one).
+OBSERVATION_KEYS = (*NODE_FIELDS, *FLAG_FIELDS, *SCALAR_FIELDS, STEP_FIELD)
+
+# (low, high) of every field that is not a 0/1 flag, in the field's unit
+FIELD_BOUNDS = {
+    "cpu_loads": (DROPPED_VALUE, 1.0),  # utilisation fraction
+    "mem_utilizations": (DROPPED_VALUE, 1.0),  # memory fraction
+    "queue_lengths": (DROPPED_VALUE, QUEUE_CAPACITY),  # requests
+    "latency_ms": (0.0, LATENCY_CAP_MS),
+    "p99_latency": (0.0, LATENCY_CAP_MS),  # ms
+    "request_rate": (0.0, MAX_REQUEST_RATE_RPS),  # rps offered, retries included
+    "io_wait": (0.0, 1.0),  # fraction
+    "error_budget": (0.0, ERROR_BUDGET_MAX),  # tokens
+    "cloud_budget": (0.0, MAX_CLOUD_CREDITS),  # credits
+    "throttle_rate": (0.0, 1.0),  # admitted fraction
+    "active_replicas": (0.0, MAX_REPLICAS),  # replicas
+    "step": (0, MAX_EPISODE_STEPS),  # steps
+}
 
 
-def _box(low: float, high: float, shape=(1,)) -> spaces.Box:
+def _box(key: str, shape: tuple[int, ...]) -> spaces.Box:
+    low, high = FIELD_BOUNDS[key]
     return spaces.Box(low=np.float32(low), high=np.float32(high), shape=shape, dtype=np.float32)
 
 
 def observation_space() -> spaces.Dict:
-    """The Dict observation space of one cluster (key order is the documented order)."""
-    return spaces.Dict(
-        {
-            "cpu_loads": _box(DROPPED, 1.0, (N_NODES,)),
-            "mem_utilizations": _box(DROPPED, 1.0, (N_NODES,)),
-            "queue_lengths": _box(DROPPED, QUEUE_CAPACITY, (N_NODES,)),
-            "failed_nodes": spaces.MultiBinary(N_NODES),
-            "restarting_nodes": spaces.MultiBinary(N_NODES),
-            "latency_ms": _box(0.0, LATENCY_CAP_MS),
-            "p99_latency": _box(0.0, LATENCY_CAP_MS),
-            "request_rate": _box(0.0, MAX_REQUEST_RATE_RPS),
-            "io_wait": _box(0.0, 1.0),
-            "error_budget": _box(0.0, ERROR_BUDGET_MAX),
-            "cloud_budget": _box(0.0, MAX_CLOUD_CREDITS),
-            "throttle_rate": _box(0.0, 1.0),
-            "active_replicas": _box(0.0, MAX_REPLICAS),
-            "step": spaces.Box(low=0, high=MAX_EPISODE_STEPS, shape=(1,), dtype=np.int64),
-        }
+    """The Dict observation space of one cluster (key order is ``OBSERVATION_KEYS``)."""
+    fields = {key: _box(key, (N_NODES,)) for key in NODE_FIELDS}
+    fields.update({key: spaces.MultiBinary(N_NODES) for key in FLAG_FIELDS})
+    fields.update({key: _box(key, (1,)) for key in SCALAR_FIELDS})
+    low, high = FIELD_BOUNDS[STEP_FIELD]
+    fields[STEP_FIELD] = spaces.Box(low=low, high=high, shape=(1,), dtype=np.int64)
+    return spaces.Dict(fields)
+
+
+def allocate_single_buffers() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Fresh ``(node_obs, flag_obs, scalar_obs, step_obs)`` buffers for one cluster."""
+    return (
+        np.empty((N_NODE_OBS, N_NODES), dtype=np.float32),
+        np.empty((N_FLAG_OBS, N_NODES), dtype=np.int8),
+        np.empty((N_SCALAR_OBS, 1), dtype=np.float32),
+        np.empty(1, dtype=np.int64),
     )
 
 
-def build_observation(s) -> dict[str, np.ndarray]:
-    """Fresh observation arrays (never views of the state) for state record ``s``."""
-    down = (s["failed"] == 1) | (s["restart_left"] > 0)
-    hidden = (s["dropped"] == 1) & ~down
-
-    def node_field(values: np.ndarray) -> np.ndarray:
-        out = np.where(down, 0.0, values).astype(np.float32)
-        out[hidden] = DROPPED
-        return out
-
-    return {
-        "cpu_loads": node_field(s["cpu"]),
-        "mem_utilizations": node_field(s["mem"]),
-        "queue_lengths": node_field(np.round(s["queue"])),
-        "failed_nodes": (s["failed"] == 1).astype(np.int8),
-        "restarting_nodes": (s["restart_left"] > 0).astype(np.int8),
-        "latency_ms": np.array([s["latency_mean_ms"]], dtype=np.float32),
-        "p99_latency": np.array([s["latency_p99_ms"]], dtype=np.float32),
-        "request_rate": np.array([s["offered_rps"]], dtype=np.float32),
-        "io_wait": np.array([s["io_wait"]], dtype=np.float32),
-        "error_budget": np.array([s["error_budget"]], dtype=np.float32),
-        "cloud_budget": np.array([s["cloud_credits"]], dtype=np.float32),
-        "throttle_rate": np.array([s["throttle_rate"]], dtype=np.float32),
-        "active_replicas": np.array([np.count_nonzero(s["replica_ttl_left"])], dtype=np.float32),
-        "step": np.array([s["step"]], dtype=np.int64),
-    }
+def observation_from_buffers(node_obs, flag_obs, scalar_obs, step_obs) -> dict[str, np.ndarray]:
+    """The Dict observation (``OBSERVATION_KEYS`` order) as views of the rows of the four buffers."""
+    obs = dict(zip(NODE_FIELDS, node_obs))
+    obs.update(zip(FLAG_FIELDS, flag_obs))
+    obs.update(zip(SCALAR_FIELDS, scalar_obs))
+    obs[STEP_FIELD] = step_obs
+    return obs
 
 
 # Decimals each field is shown with to an agent (the text prompt) and read with by the triage
@@ -104,12 +108,6 @@ DISPLAY_DECIMALS = {
     "active_replicas": 0,
     "step": 0,
 }
-NODE_SET_FIELDS = ("failed_nodes", "restarting_nodes")
-
-
-VECTOR_FIELDS = ("cpu_loads", "mem_utilizations", "queue_lengths")
-# The documented key order (``spaces.Dict`` sorts its keys; prompts keep this order).
-OBSERVATION_KEYS = (*VECTOR_FIELDS, *NODE_SET_FIELDS, *SCALAR_FIELDS, "step")
 
 
 def display_value(key: str, value):
@@ -121,15 +119,15 @@ def display_value(key: str, value):
         rounded = [int(round(float(x))) for x in values]
     else:
         rounded = [round(float(x), decimals) + 0.0 for x in values]  # + 0.0: no -0.0
-    return rounded if key in VECTOR_FIELDS else rounded[0]
+    return rounded if key in NODE_FIELDS else rounded[0]
 
 
 def display_observation(obs) -> dict:
     """The Dict observation as the plain values an agent is shown, in ``OBSERVATION_KEYS``
-    order; node sets (``failed_nodes``, ``restarting_nodes``) become sorted index lists."""
+    order; node flags (``failed_nodes``, ``restarting_nodes``) become sorted index lists."""
     out = {}
     for key in OBSERVATION_KEYS:
-        if key in NODE_SET_FIELDS:
+        if key in FLAG_FIELDS:
             out[key] = np.flatnonzero(np.asarray(obs[key])).tolist()
         else:
             out[key] = display_value(key, obs[key])

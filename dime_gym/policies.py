@@ -33,10 +33,18 @@ from dime_gym.core.actions import (
     level_from_rate,
     rate_from_level,
 )
+from dime_gym.core.params import SLO_P99_MS
 from dime_gym.core.state import DB, FIRST_WORKER, MAX_REPLICAS, N_NODES
 from dime_gym.oracle import oracle_policy
 
 NO_OP_ACTION = np.zeros(4, dtype=np.int64)
+# ThresholdPolicy's rules of thumb (what a reactive on-call script might use)
+THRESHOLD_RULES = {
+    "scale_mean_cpu": 0.8,  # scale up when visible workers average more than this
+    "throttle_p99_ms": 2.0 * SLO_P99_MS,  # throttle when p99 breaks this ...
+    "throttle_rate": 0.7,  # ... to this admitted fraction, unless already at or below it
+    "release_p99_ms": 150.0,  # release a throttle once p99 is back under this
+}
 
 
 class Policy(abc.ABC):
@@ -76,8 +84,9 @@ class RandomPolicy(Policy):
 
 
 class ThresholdPolicy(Policy):
-    """A reactive baseline: restart the first failed node, scale when workers run hot, throttle
-    to 0.7 when p99 breaks 2x the SLO, release when it recovers, otherwise query a dropped node."""
+    """A reactive baseline (thresholds in ``THRESHOLD_RULES``): restart the first failed node,
+    scale when workers run hot, throttle when p99 breaks 2x the SLO, release when it recovers,
+    otherwise query a dropped node."""
 
     name = "threshold"
 
@@ -87,13 +96,13 @@ class ThresholdPolicy(Policy):
             return np.array([RESTART, failed[0], 0, 0])
         cpu = obs["cpu_loads"][FIRST_WORKER:]
         visible = cpu[cpu >= 0]
-        if visible.size and visible.mean() > 0.8 and obs["cloud_budget"][0] >= 1:
+        if visible.size and visible.mean() > THRESHOLD_RULES["scale_mean_cpu"] and obs["cloud_budget"][0] >= 1:
             return np.array([SCALE_UP, 0, 0, 0])
         p99 = obs["p99_latency"][0]
-        if p99 > 400 and obs["throttle_rate"][0] > 0.7:
-            return np.array([THROTTLE, 0, 0, 14])
-        if p99 < 150 and obs["throttle_rate"][0] < 1.0:
-            return np.array([THROTTLE, 0, 0, 20])
+        if p99 > THRESHOLD_RULES["throttle_p99_ms"] and obs["throttle_rate"][0] > THRESHOLD_RULES["throttle_rate"]:
+            return np.array([THROTTLE, 0, 0, level_from_rate(THRESHOLD_RULES["throttle_rate"])])
+        if p99 < THRESHOLD_RULES["release_p99_ms"] and obs["throttle_rate"][0] < 1.0:
+            return np.array([THROTTLE, 0, 0, level_from_rate(1.0)])
         dropped = np.flatnonzero(obs["cpu_loads"] < 0)
         if dropped.size:
             return np.array([QUERY_LOGS, dropped[0], 0, 0])

@@ -27,8 +27,7 @@ from dime_gym.core.reward import REWARD_COMPONENTS
 from dime_gym.core.state import MAX_EPISODE_STEPS, empty_batch
 from dime_gym.actions import validate_action_batch
 from dime_gym.render import render_ansi, render_rgb
-from dime_gym.observation import observation_space
-from dime_gym.observation_buffers import observation_from_buffers
+from dime_gym.observation import observation_from_buffers, observation_space
 from dime_gym.scenarios import DEFAULT_TASK, build_episode, get_task
 from dime_gym.snapshot import decode_snapshot, encode_snapshot
 

@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
+
+from dime_gym.core.observe import DROPPED_VALUE
 from dime_gym.core.params import OOM_THRESHOLD
 from dime_gym.core.reward import DB_STRESS_UTIL, MEM_PRESSURE_START, RESTARTING_CREDIT
 from dime_gym.core.state import ERROR_BUDGET_MAX, FIRST_WORKER, MAX_REPLICAS, N_NODES, N_WORKERS
@@ -203,3 +206,33 @@ def grade(step: int, sum_offered: float, sum_good: float, steps_db_up: int, step
     w = GRADER_WEIGHTS
     quality = goodput * (w["base"] + w["availability"] * availability + w["slo"] * slo)
     return _clip(quality * (1.0 - w["resource"] * resource_cost), 0.0, 1.0)
+
+
+# --- observation -------------------------------------------------------------------------
+def build_observation(s) -> dict[str, np.ndarray]:
+    """The Dict observation of state record ``s``, field by field from the docstrings of
+    ``dime_gym.observation`` and ``core.observe`` (fresh arrays, never views of the state)."""
+    down = (s["failed"] == 1) | (s["restart_left"] > 0)
+    hidden = (s["dropped"] == 1) & ~down
+
+    def node_field(values: np.ndarray) -> np.ndarray:
+        out = np.where(down, 0.0, values).astype(np.float32)
+        out[hidden] = DROPPED_VALUE
+        return out
+
+    return {
+        "cpu_loads": node_field(s["cpu"]),
+        "mem_utilizations": node_field(s["mem"]),
+        "queue_lengths": node_field(np.round(s["queue"])),
+        "failed_nodes": (s["failed"] == 1).astype(np.int8),
+        "restarting_nodes": (s["restart_left"] > 0).astype(np.int8),
+        "latency_ms": np.array([s["latency_mean_ms"]], dtype=np.float32),
+        "p99_latency": np.array([s["latency_p99_ms"]], dtype=np.float32),
+        "request_rate": np.array([s["offered_rps"]], dtype=np.float32),
+        "io_wait": np.array([s["io_wait"]], dtype=np.float32),
+        "error_budget": np.array([s["error_budget"]], dtype=np.float32),
+        "cloud_budget": np.array([s["cloud_credits"]], dtype=np.float32),
+        "throttle_rate": np.array([s["throttle_rate"]], dtype=np.float32),
+        "active_replicas": np.array([np.count_nonzero(s["replica_ttl_left"])], dtype=np.float32),
+        "step": np.array([s["step"]], dtype=np.int64),
+    }

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 import dime_gym  # noqa: F401 - registers DIME-v0
+from reference import build_observation
 from dime_gym.core.actions import (
     FRICTION_BY_KIND,
     FRICTION_DB_RESTART_EXTRA,
@@ -33,7 +34,7 @@ from dime_gym.core.params import (
 )
 from dime_gym.core.reward import REWARD_COMPONENTS
 from dime_gym.core.state import DB, ERROR_BUDGET_MAX, FIRST_WORKER, MAX_REPLICAS, N_NODES, empty_batch
-from dime_gym.observation import DROPPED, build_observation
+from dime_gym.core.observe import DROPPED_VALUE
 from dime_gym.scenarios import build_episode, get_task
 
 
@@ -341,7 +342,7 @@ def test_actions__query_logs_returns_lines_about_the_node(node):
 def test_actions__query_logs_makes_telemetry_visible_for_a_few_steps():
     c = Cluster(seed=13, dropout_prob=1.0, dropout_recover_prob=0.0)
     c.step()
-    assert np.all(c.obs()["cpu_loads"] == DROPPED)  # every node's telemetry is gone
+    assert np.all(c.obs()["cpu_loads"] == DROPPED_VALUE)  # every node's telemetry is gone
     assert c.step(QUERY_LOGS, 3) == []
     for k in range(QUERY_LOGS_VISIBLE_STEPS):
         if k:
@@ -349,9 +350,9 @@ def test_actions__query_logs_makes_telemetry_visible_for_a_few_steps():
         obs = c.obs()
         for key in ("cpu_loads", "mem_utilizations", "queue_lengths"):
             assert obs[key][3] >= 0.0, (k, key)
-            assert np.all(np.delete(obs[key], 3) == DROPPED), (k, key)
+            assert np.all(np.delete(obs[key], 3) == DROPPED_VALUE), (k, key)
     c.step()
-    assert c.obs()["cpu_loads"][3] == DROPPED  # it drops again once the window ends
+    assert c.obs()["cpu_loads"][3] == DROPPED_VALUE  # it drops again once the window ends
 
 
 def test_actions__query_logs_is_free_of_management_cost():

@@ -436,3 +436,18 @@ def test_dynamics__each_offered_request_is_counted_at_most_once(case, task, seed
         offered += s["offered_rps"]
         accounted += s["good_rps"] + s["failed_rps"] + s["shed_rps"]
         assert accounted <= offered * (1 + 1e-9), (t, accounted, offered)
+
+
+@given(failed=st.lists(st.integers(0, 1), min_size=N_NODES, max_size=N_NODES),
+       restart_left=st.lists(st.integers(0, 2), min_size=N_NODES, max_size=N_NODES))
+def test_nodes__serving_mask_is_the_kernel_predicate(failed, restart_left):
+    from dime_gym.core.nodes import is_serving, serving_mask
+
+    states = np.zeros(1, dtype=STATE_DTYPE)
+    states[0]["failed"] = failed
+    states[0]["restart_left"] = restart_left
+    mask = serving_mask(states[0])
+    assert mask.shape == (N_NODES,) and mask.dtype == np.bool_
+    assert [bool(is_serving(states[0], i)) for i in range(N_NODES)] == mask.tolist()
+    assert mask.tolist() == [f == 0 and r == 0 for f, r in zip(failed, restart_left)]
+    assert serving_mask(np.repeat(states, 3)).shape == (3, N_NODES)

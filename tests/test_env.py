@@ -335,3 +335,12 @@ def test_reset__refused_options_do_not_reseed():
     with pytest.raises(ValueError):
         env.reset(seed=99, options={"task": "no_such_task"})
     assert env.np_random.bit_generator.state == state
+
+
+def test_env__reward_components_literal_follows_reward_components_order():
+    from dime_gym.core.batch import RESULT_COMPONENTS
+    from dime_gym.env import _reward_components_dict
+
+    result = tuple(range(RESULT_COMPONENTS + len(REWARD_COMPONENTS)))
+    assert list(_reward_components_dict(result).items()) == [
+        (name, RESULT_COMPONENTS + k) for k, name in enumerate(REWARD_COMPONENTS)]

@@ -25,7 +25,7 @@ PACKAGES = ("dime_gym", "dime_trainer")
 LAYERS = (
     ("core", ("dime_gym.core",)),
     ("scenarios", ("dime_gym.scenarios",)),
-    ("model", ("dime_gym.actions", "dime_gym.commands", "dime_gym.observation", "dime_gym.observation_buffers", "dime_gym.oracle", "dime_gym.snapshot",
+    ("model", ("dime_gym.actions", "dime_gym.commands", "dime_gym.observation", "dime_gym.observation", "dime_gym.oracle", "dime_gym.snapshot",
                "dime_gym.render", "dime_gym.logs", "dime_gym.splits")),
     ("engine", ("dime_gym.engine",)),
     ("shells", ("dime_gym.env", "dime_gym.vector", "dime_gym.counterfactual", "dime_gym.policies")),

@@ -28,6 +28,7 @@ from __future__ import annotations
 import numpy as np
 
 from dime_gym.core._jit import kernel
+from dime_gym.core.nodes import is_serving
 from dime_gym.core.params import (
     MEM_AFTER_RESTART,
     RESTART_COOLDOWN_STEPS,
@@ -149,7 +150,7 @@ def apply_action(p, s, action):
             errors |= ERR_REROUTE_SAME_NODE
         elif node < FIRST_WORKER or dest < FIRST_WORKER:
             errors |= ERR_REROUTE_NOT_WORKER
-        elif s.failed[dest] == 1 or s.restart_left[dest] > 0:
+        elif not is_serving(s, dest):
             errors |= ERR_REROUTE_TO_UNAVAILABLE
         else:
             moved = REROUTE_FRACTION * s.route_weight[node]

@@ -24,6 +24,7 @@ from numba import prange
 from dime_gym.core._jit import kernel, parallel_kernel
 from dime_gym.core.actions import apply_action, begin_restart
 from dime_gym.core.latency import class_tail, db_io_wait, db_response_ms, mixture_quantile
+from dime_gym.core.nodes import is_serving
 from dime_gym.core.params import (
     AUTO_RESTART_BACKOFF_STEPS,
     DB_AUTO_RESTART_BACKOFF_STEPS,
@@ -38,6 +39,9 @@ from dime_gym.core.params import (
     MEM_AFTER_RESTART,
     MEM_BASELINE,
     MEM_DB_BASELINE,
+    MEM_DB_PER_UTIL,
+    MEM_PER_BUSY_CPU,
+    MEM_PER_QUEUE_FILL,
     MEM_RELAX,
     OOM_THRESHOLD,
     OVERLOAD_QUEUE_FRACTION,
@@ -47,6 +51,7 @@ from dime_gym.core.params import (
     SPLIT_BRAIN_CPU,
     UTIL_CEILING,
     WORKER_SERVICE_MS,
+    ZOMBIE_CPU,
 )
 from dime_gym.core.reward import compute_reward
 from dime_gym.core.rng import STREAM_DYNAMICS, next_normal
@@ -66,6 +71,7 @@ from dime_gym.core.state import (
     MAX_EPISODE_STEPS,
     MAX_REPLICAS,
     MAX_REQUEST_RATE_RPS,
+    MS_PER_SECOND,
     N_NODES,
     N_WORKERS,
     QUEUE_CAPACITY,
@@ -75,12 +81,6 @@ from dime_gym.core.telemetry import update_dropout
 
 N_CLASSES = N_NODES + 1  # latency classes: one per node slot (workers) + the replica pool
 REPLICA_CLASS = N_NODES
-
-
-@kernel
-def is_serving(s, i):
-    """True if node ``i`` is neither crashed nor restarting."""
-    return s.failed[i] == 0 and s.restart_left[i] == 0
 
 
 @kernel
@@ -256,7 +256,7 @@ def step_cluster(p, s, action):
     demand = 0.0
     for i in range(FIRST_WORKER, N_NODES):
         if is_serving(s, i) and s.zombie[i] == 0:
-            # garbage-collection pauses: from 0.8 memory, capacity falls and service slows
+            # garbage-collection pauses: from GC_PRESSURE_MEM memory, capacity falls and service slows
             gc_pressure[i] = min(1.0, max(0.0, (s.mem[i] - GC_PRESSURE_MEM) / (OOM_THRESHOLD - GC_PRESSURE_MEM)))
             desired[i] = min(s.arrival_rps[i] + s.queue[i] / dt, mu * (1.0 - GC_CAPACITY_LOSS * gc_pressure[i]))
             demand += desired[i]
@@ -287,7 +287,7 @@ def step_cluster(p, s, action):
             continue
         if s.zombie[i] == 1:
             # accepts its share, holds each request until the client gives up, fails it
-            s.cpu[i] = CPU_BACKGROUND + 0.01
+            s.cpu[i] = ZOMBIE_CPU
             share[i] = s.arrival_rps[i]
             wait_ms[i] = p.client_timeout_ms
             failed_rps += s.arrival_rps[i]
@@ -309,7 +309,7 @@ def step_cluster(p, s, action):
             failed_rps += served
         else:
             share[i] = served
-            wait_ms[i] = min(LATENCY_CAP_MS, 1000.0 * s.queue[i] / mu_i)
+            wait_ms[i] = min(LATENCY_CAP_MS, MS_PER_SECOND * s.queue[i] / mu_i)
             service_ms = WORKER_SERVICE_MS * (1.0 + GC_SLOWDOWN * gc_pressure[i])
             mean_ms[i] = min(LATENCY_CAP_MS, service_ms / (1.0 - min(rho, UTIL_CEILING)) + db_ms)
             in_flight += served
@@ -363,9 +363,9 @@ def step_cluster(p, s, action):
         if not is_serving(s, i):
             continue
         if i == DB:
-            target = MEM_DB_BASELINE + 0.3 * db_util
+            target = MEM_DB_BASELINE + MEM_DB_PER_UTIL * db_util
         else:
-            target = MEM_BASELINE + 0.35 * (s.cpu[i] - CPU_BACKGROUND) + 0.3 * s.queue[i] / QUEUE_CAPACITY
+            target = MEM_BASELINE + MEM_PER_BUSY_CPU * (s.cpu[i] - CPU_BACKGROUND) + MEM_PER_QUEUE_FILL * s.queue[i] / QUEUE_CAPACITY
         working = s.mem[i] - s.mem_leaked[i]
         working += MEM_RELAX * (target - working)
         if s.step >= p.mem_leak_start_step:

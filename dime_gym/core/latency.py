@@ -13,20 +13,20 @@ from __future__ import annotations
 import math
 
 from dime_gym.core._jit import kernel
-from dime_gym.core.params import DB_SERVICE_MS, UTIL_CEILING
+from dime_gym.core.params import DB_IO_SLOWDOWN, DB_SERVICE_MS, IO_WAIT_FLOOR, IO_WAIT_UTIL_GAIN, UTIL_CEILING
 from dime_gym.core.state import LATENCY_CAP_MS
 
 
 @kernel
 def db_io_wait(db_util, contention):
     """Database io_wait in [0, 1]: a floor, quadratic growth with utilisation, plus contention."""
-    return min(1.0, 0.05 + 0.55 * db_util * db_util + contention)
+    return min(1.0, IO_WAIT_FLOOR + IO_WAIT_UTIL_GAIN * db_util * db_util + contention)
 
 
 @kernel
 def db_response_ms(db_util, io_wait):
     """Mean database time per request: queueing stretch 1 / (1 - rho), slowed by io_wait."""
-    return DB_SERVICE_MS / (1.0 - min(db_util, UTIL_CEILING)) * (1.0 + 2.0 * io_wait)
+    return DB_SERVICE_MS / (1.0 - min(db_util, UTIL_CEILING)) * (1.0 + DB_IO_SLOWDOWN * io_wait)
 
 
 @kernel

@@ -1,17 +1,19 @@
-"""The agent's observation of one cluster, written by a kernel into preallocated arrays.
+"""The agent's observation of one cluster: its layout, and the kernel that writes it.
 
-The Dict observation (``dime_gym.observation``) is fourteen small arrays; building them with
-NumPy costs far more than a physics step, so the environments let this kernel fill four
-buffers and hand out views of them. Row order of each buffer:
+The Dict observation is fourteen small arrays; building them with NumPy costs far more than a
+physics step, so the kernel fills four buffers and the environments hand out views of their
+rows (``dime_gym.observation``). This module is the one statement of that layout: the field
+names of each buffer's rows, in row order; the observation space, the Dict views and the
+prompts all derive from it.
 
-* ``node_obs`` (3, N_NODES) float32: cpu, mem, queue (rounded) per node; 0 for a down node
-  (failed or restarting), -1 where telemetry dropped;
-* ``flag_obs`` (2, N_NODES) int8: failed, restarting;
-* ``scalar_obs`` (N_SCALAR_OBS,) float32: mean latency ms, p99 ms, offered rps, DB io_wait,
-  error budget, cloud credits, throttle rate, active replicas;
-* ``step_obs`` (1,) int64: completed steps.
+* ``node_obs`` (N_NODE_OBS, N_NODES) float32, rows ``NODE_FIELDS``: cpu, mem, queue (rounded)
+  per node; 0 for a node that is not serving, ``DROPPED_VALUE`` where telemetry dropped;
+* ``flag_obs`` (N_FLAG_OBS, N_NODES) int8, rows ``FLAG_FIELDS``: failed, restarting (0/1);
+* ``scalar_obs`` (N_SCALAR_OBS,) float32, rows ``SCALAR_FIELDS``: mean latency ms, p99 ms,
+  offered rps, DB io_wait, error budget, cloud credits, throttle rate, active replicas;
+* ``step_obs`` (1,) int64, ``STEP_FIELD``: completed steps.
 
-``dime_gym.observation.build_observation`` is the readable NumPy twin; tests keep the two equal.
+``tests/reference.py`` holds a readable NumPy twin of ``write_observation``; tests keep them equal.
 """
 
 from __future__ import annotations
@@ -19,22 +21,29 @@ from __future__ import annotations
 import numpy as np
 
 from dime_gym.core._jit import kernel
+from dime_gym.core.nodes import is_serving
 from dime_gym.core.state import MAX_REPLICAS, N_NODES
 
-N_NODE_OBS = 3
-N_FLAG_OBS = 2
-N_SCALAR_OBS = 8
-DROPPED_VALUE = -1.0
+NODE_FIELDS = ("cpu_loads", "mem_utilizations", "queue_lengths")
+FLAG_FIELDS = ("failed_nodes", "restarting_nodes")
+SCALAR_FIELDS = ("latency_ms", "p99_latency", "request_rate", "io_wait", "error_budget", "cloud_budget",
+                 "throttle_rate", "active_replicas")
+STEP_FIELD = "step"
+N_NODE_OBS = len(NODE_FIELDS)
+N_FLAG_OBS = len(FLAG_FIELDS)
+N_SCALAR_OBS = len(SCALAR_FIELDS)
+DROPPED_VALUE = -1.0  # what a node field shows while the node's telemetry is dropped
 
 
 @kernel
 def write_observation(s, node_obs, flag_obs, scalar_obs, step_obs):
-    """Write the observation of ``STATE_DTYPE`` record ``s`` into the four buffers (layout in
-    the module docstring); any memory layout of the buffers is accepted."""
+    """Write the observation of ``STATE_DTYPE`` record ``s`` into the four buffers (rows in
+    the order of ``NODE_FIELDS``, ``FLAG_FIELDS``, ``SCALAR_FIELDS``); any memory layout of the
+    buffers is accepted."""
     for i in range(N_NODES):
         failed = s.failed[i] == 1
         restarting = s.restart_left[i] > 0
-        if failed or restarting:
+        if not is_serving(s, i):
             node_obs[0, i] = 0.0
             node_obs[1, i] = 0.0
             node_obs[2, i] = 0.0

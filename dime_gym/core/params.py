@@ -20,14 +20,21 @@ WORKER_CAPACITY_RPS = 32.0  # 100 rps / 7 workers / 32 rps = 45 % utilisation
 DB_CAPACITY_RPS = 285.0  # 100 / 285 = 35 % utilisation
 
 CPU_BACKGROUND = 0.05  # idle CPU of a live process
+ZOMBIE_CPU = CPU_BACKGROUND + 0.01  # a zombie holds its requests but does no work: idle plus a trace
 WORKER_SERVICE_MS = 3.0  # unloaded worker service time
 DB_SERVICE_MS = 2.0  # unloaded database time per request
 DB_REPLICATION_CAPACITY_LOSS = 3.0  # DB capacity = nominal / (1 + 3 x replication io contention)
+IO_WAIT_FLOOR = 0.05  # DB io_wait of an idle database
+IO_WAIT_UTIL_GAIN = 0.55  # io_wait = floor + gain x utilisation**2 (+ contention)
+DB_IO_SLOWDOWN = 2.0  # DB time per request grows by (1 + 2 x io_wait)
 UTIL_CEILING = 0.98  # utilisation cap inside 1 / (1 - rho) so latency stays finite
 
 MEM_BASELINE = 0.25
 MEM_DB_BASELINE = 0.35
 MEM_RELAX = 0.3  # fraction of the gap to the load-driven target closed per step
+MEM_DB_PER_UTIL = 0.3  # DB memory target = MEM_DB_BASELINE + 0.3 x DB utilisation
+MEM_PER_BUSY_CPU = 0.35  # worker memory target = MEM_BASELINE + 0.35 x busy CPU (above background)
+MEM_PER_QUEUE_FILL = 0.3  # ... + 0.3 x queue fill (queued requests hold buffers)
 MEM_AFTER_RESTART = 0.20
 OOM_THRESHOLD = 0.98
 GC_PRESSURE_MEM = 0.85  # memory where garbage-collection pauses start to bite

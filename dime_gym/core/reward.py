@@ -9,9 +9,8 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
-
 from dime_gym.core._jit import kernel
+from dime_gym.core.nodes import is_serving
 from dime_gym.core.params import OOM_THRESHOLD
 from dime_gym.core.state import DB, ERROR_BUDGET_MAX, FIRST_WORKER, MAX_REPLICAS, N_NODES, N_WORKERS
 
@@ -97,11 +96,11 @@ def r_eff(error_budget, active_replicas):
 @kernel
 def node_health(s, i):
     """1 if node ``i`` serves, ``RESTARTING_CREDIT`` while it restarts, 0 if it is down."""
+    if is_serving(s, i):
+        return 1.0
     if s.failed[i] != 0:
         return 0.0
-    if s.restart_left[i] != 0:
-        return RESTARTING_CREDIT
-    return 1.0
+    return RESTARTING_CREDIT
 
 
 @kernel
@@ -134,6 +133,3 @@ def compute_reward(p, s, friction, active_replicas):
         total += c[k]
     s.reward = min(REWARD_MAX, max(REWARD_MIN, total))
 
-
-REWARD_LOWER = np.array([REWARD_BOUNDS[n][0] for n in REWARD_COMPONENTS])
-REWARD_UPPER = np.array([REWARD_BOUNDS[n][1] for n in REWARD_COMPONENTS])

@@ -17,34 +17,31 @@ from __future__ import annotations
 
 import numpy as np
 
-from dime_gym.core.grading import FRICTION_PER_STEP_BUDGET, GRADER_WEIGHTS, score_batch
+from dime_gym.core.grading import FRICTION_PER_STEP_BUDGET, GRADE_TERMS, GRADER_WEIGHTS, grade_batch
 
 
-def grade_components(state) -> dict[str, np.ndarray]:
-    """Goodput, availability, SLO attainment and resource cost of (a batch of) states."""
-    steps = np.maximum(1, state["step"])
-    offered = state["sum_offered"]
-    goodput = np.where(offered > 0, state["sum_good"] / np.maximum(offered, 1e-12), 1.0)
-    started = state["step"] > 0  # before the first step nothing has gone wrong yet
-    availability = np.where(started, state["steps_db_up"] / steps, 1.0)
-    slo = np.where(started, state["steps_slo_met"] / steps, 1.0)
-    resource_cost = np.minimum(1.0, state["friction_total"] / (FRICTION_PER_STEP_BUDGET * steps))
-    return {
-        "goodput": np.clip(goodput, 0.0, 1.0),
-        "availability": availability,
-        "slo_attainment": slo,
-        "resource_cost": resource_cost,
-    }
+def _grade(state) -> tuple[np.ndarray, np.ndarray, tuple[int, ...]]:
+    """``(scores (N,), terms (4, N), shape)`` of the records of ``state`` (any shape)."""
+    records = np.asarray(state)
+    flat = np.ascontiguousarray(records.reshape(-1))
+    scores = np.empty(flat.shape[0])
+    terms = np.empty((len(GRADE_TERMS), flat.shape[0]))
+    grade_batch(flat, scores, terms)
+    return scores, terms, records.shape
+
+
+def grade_components(state) -> dict[str, float | np.ndarray]:
+    """Goodput, availability, SLO attainment and resource cost (``GRADE_TERMS``) of a state
+    record (floats) or an array of them (arrays of its shape): the compiled terms of the score."""
+    _, terms, shape = _grade(state)
+    return {name: float(row[0]) if shape == () else row.reshape(shape) for name, row in zip(GRADE_TERMS, terms)}
 
 
 def grade(state) -> float | np.ndarray:
     """Score of (a batch of) episodes so far, in [0, 1] (a float for one state); the compiled
     formula of ``dime_gym.core.grading``, the one the environments report."""
-    records = np.asarray(state)
-    flat = np.ascontiguousarray(records.reshape(-1))
-    scores = np.empty(flat.shape[0])
-    score_batch(flat, scores)
-    return float(scores[0]) if records.ndim == 0 else scores.reshape(records.shape)
+    scores, _, shape = _grade(state)
+    return float(scores[0]) if shape == () else scores.reshape(shape)
 
 
-__all__ = ["FRICTION_PER_STEP_BUDGET", "GRADER_WEIGHTS", "grade", "grade_components"]
+__all__ = ["FRICTION_PER_STEP_BUDGET", "GRADER_WEIGHTS", "GRADE_TERMS", "grade", "grade_components"]

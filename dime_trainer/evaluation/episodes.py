@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from dime_gym import DB, REWARD_COMPONENTS, STATE_DTYPE
+from dime_gym import DB, REWARD_COMPONENTS, STATE_DTYPE, serving_mask
 from dime_gym.actions import ACTION_KINDS, UNPARSABLE, UNPARSABLE_NAME
 from dime_gym.scenarios.graders import grade_components
 
@@ -104,7 +104,7 @@ class Trace:
         for a in map(tuple, actions):
             if a not in commands:
                 commands[a] = None if a[0] == UNPARSABLE else format_action(a)
-        down = (st["failed"] != 0) | (st["restart_left"] != 0)
+        down = ~serving_mask(st)
         out = {
             "action": actions,
             "command": [commands[tuple(a)] for a in actions],
@@ -160,7 +160,7 @@ def episode_record(task: str, seed: int, trace: Trace, final_state, final_score:
         "unparsable_rate": counts[UNPARSABLE_NAME] / max(1, steps),
         "backend_error_rate": counts["backend_error"] / max(1, steps),
         "credits_spent": float(final_state["credits_spent"]),
-        "db_down_at_end": bool(st["failed"][-1, DB] or st["restart_left"][-1, DB]) if trace.n else False,
+        "db_down_at_end": not bool(serving_mask(st[-1])[DB]) if trace.n else False,
         "actions": counts,
         "wall_s": round(wall_s, 4),
     }
