@@ -320,3 +320,21 @@ def test_trace__parsed_once_per_path_and_modification(tmp_path, monkeypatch):
     env.reset(seed=0)
     assert len(parses) == 2
     np.testing.assert_array_equal(load_trace_csv(path, BASE_RATE_RPS), np.full(N_OK + 1, 3.0))
+
+
+def test_scenarios__healthy_test_task_runs_but_is_no_benchmark_task():
+    from dime_gym.env import DimeEnv
+    from dime_gym.scenarios import TEST_TASK_IDS
+
+    assert TEST_TASK_IDS == ("healthy",)
+    assert "healthy" not in TASK_IDS and all("healthy" not in env_id for env_id in gym.registry)
+    env = DimeEnv(task="healthy", with_oracle=False)
+    env.reset(seed=0)
+    rewards = []
+    for _ in range(get_task("healthy").episode_steps):
+        _, reward, _, truncated, info = env.step(np.zeros(4, dtype=np.int64))
+        rewards.append(reward)
+    s = env.state_record
+    assert truncated and info["task"] == "healthy"
+    assert s["failed"].sum() == 0 and s["steps_db_up"] == s["step"] == s["steps_slo_met"]
+    assert min(rewards) > 2.0  # the design point: about +2.3 a step

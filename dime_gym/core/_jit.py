@@ -7,6 +7,13 @@ recompiled together with them by clearing ``__pycache__`` (see README, "Developm
 ``fastmath`` is off so that results are bit-exact across the single and batched paths.
 Set ``DIME_NUMBA_CACHE=0`` to disable the on-disk cache.
 
+With ``NUMBA_DISABLE_JIT=1`` the kernels run as plain Python (for coverage and a debugger
+inside the physics). Numba gives kernels records with attribute access (``s.step``); NumPy
+gives that only to ``np.recarray`` rows, so the interpreted kernels see structured arrays as
+recarray views (same memory), uint64 wrap-around (the RNG's arithmetic mod 2**64) does not
+warn, and Python receives Python scalars, as from Numba. ``tests/test_jit_off.py`` checks that the interpreted run equals the compiled one
+bit for bit.
+
 The first compilation of a DIME kernel in a process prints one note on stderr
 (``COMPILE_NOTE``), so a cold start of 10-40 s is not mistaken for a hang; kernels loaded from
 the cache compile nothing and print nothing.
@@ -14,10 +21,12 @@ the cache compile nothing and print nothing.
 
 from __future__ import annotations
 
+import functools
 import os
 import sys
 
 import numba
+import numpy as np
 from numba.core import event
 
 CACHE = os.environ.get("DIME_NUMBA_CACHE", "1") != "0"
@@ -50,11 +59,53 @@ event.register("numba:compile", FIRST_COMPILE_NOTE)
 JIT_FLAGS = {"cache": CACHE, "fastmath": False, "error_model": "numpy", "nogil": True}
 
 
+JIT_DISABLED = bool(numba.config.DISABLE_JIT)
+
+
+def _with_record_access(arg):
+    """A structured array as an ``np.recarray`` view (its rows then allow ``s.field``, as in
+    Numba); anything else unchanged."""
+    if type(arg) is np.ndarray and arg.dtype.names is not None:
+        return arg.view(np.recarray)
+    return arg
+
+
+def _boxed(value):
+    """What Numba hands Python for a kernel's result: NumPy scalars as Python scalars."""
+    if isinstance(value, tuple):
+        return tuple(_boxed(v) for v in value)
+    return value.item() if isinstance(value, np.generic) else value
+
+
+_interpreted_depth = [0]  # kernels calling kernels keep NumPy scalars; only Python's caller gets boxes
+
+
+def _interpreted(fn):
+    """``fn`` as plain Python that behaves as the compiled kernel (see the module docstring)."""
+
+    @functools.wraps(fn)
+    def run(*args):
+        _interpreted_depth[0] += 1
+        try:
+            with np.errstate(over="ignore"):
+                result = fn(*map(_with_record_access, args))
+        finally:
+            _interpreted_depth[0] -= 1
+        return _boxed(result) if _interpreted_depth[0] == 0 else result
+
+    run.py_func = fn
+    return run
+
+
 def kernel(fn):
     """Compile ``fn`` with DIME's jit flags (``numba.njit``)."""
+    if JIT_DISABLED:
+        return _interpreted(fn)
     return numba.njit(**JIT_FLAGS)(fn)
 
 
 def parallel_kernel(fn):
     """Compile ``fn`` as a ``prange``-parallel kernel with DIME's jit flags."""
+    if JIT_DISABLED:
+        return _interpreted(fn)
     return numba.njit(parallel=True, **JIT_FLAGS)(fn)

@@ -31,7 +31,7 @@ from dime_gym.core.state import (
     N_NODES,
     STATE_DTYPE,
 )
-from dime_gym.scenarios.tasks import TASKS, ReferenceStep, Task, TaskId
+from dime_gym.scenarios.tasks import TASKS, TEST_TASKS, ReferenceStep, Task, TaskId
 
 
 def _index_tasks(tasks: tuple[Task, ...]) -> dict[str, Task]:
@@ -49,12 +49,17 @@ def _index_tasks(tasks: tuple[Task, ...]) -> dict[str, Task]:
 TASKS_BY_ID: dict[str, Task] = _index_tasks(TASKS)
 TASK_IDS: tuple[str, ...] = tuple(t.id for t in TASKS)
 DEFAULT_TASK: TaskId = "traffic_spike"
+TEST_TASK_IDS: tuple[str, ...] = tuple(t.id for t in TEST_TASKS)
+if len(set(TEST_TASK_IDS)) != len(TEST_TASKS) or set(TEST_TASK_IDS) & set(TASKS_BY_ID):
+    raise ValueError(f"test task ids {TEST_TASK_IDS} must be distinct and not benchmark task ids")
+_ANY_TASK_BY_ID: dict[str, Task] = {**TASKS_BY_ID, **{t.id: t for t in TEST_TASKS}}
 
 
 def get_task(task_id: str) -> Task:
-    """The task record for ``task_id``; ``ValueError`` listing the valid ids otherwise."""
+    """The task record for ``task_id`` (a benchmark task or one of ``TEST_TASK_IDS``);
+    ``ValueError`` listing the benchmark's ids otherwise."""
     try:
-        return TASKS_BY_ID[task_id]
+        return _ANY_TASK_BY_ID[task_id]
     except (KeyError, TypeError):
         raise ValueError(f"unknown task {task_id!r}; valid tasks: {', '.join(TASK_IDS)}") from None
 
@@ -171,6 +176,7 @@ __all__ = [
     "TASKS",
     "TASKS_BY_ID",
     "TASK_IDS",
+    "TEST_TASK_IDS",
     "Task",
     "TaskId",
     "build_episode",

@@ -405,3 +405,23 @@ TASKS: tuple[Task, ...] = (
         setup=_autoscaler_trap,
     ),
 )
+
+
+def _healthy(rng, p, s, options):
+    return {"start": 0}
+
+
+# Scenarios for tests only: ``get_task`` and ``build_episode`` (so the envs and snapshots)
+# accept them, but they are not benchmark tasks (not in ``TASKS``, ``TASK_IDS``, ``"all"`` or
+# the registered ids).
+TEST_TASKS: tuple[Task, ...] = (
+    Task(
+        id="healthy",
+        mechanism="no fault: the design point at base load, with only arrival noise and telemetry dropout",
+        task_hint="The cluster is healthy.",
+        episode_steps=40,
+        ideal_response="do nothing",
+        reference_solution=(),
+        setup=_healthy,
+    ),
+)
