@@ -104,6 +104,15 @@ def kernel(fn):
     return numba.njit(**JIT_FLAGS)(fn)
 
 
+def phase_kernel(fn):
+    """Compile ``fn``, a phase of a bigger kernel called once per step, to be inlined into its
+    caller (Numba IR inlining: no call, no reference counting of the arrays it is passed), so
+    splitting a kernel into readable phases costs no speed. Results are the same bits."""
+    if JIT_DISABLED:
+        return _interpreted(fn)
+    return numba.njit(inline="always", **JIT_FLAGS)(fn)
+
+
 def parallel_kernel(fn):
     """Compile ``fn`` as a ``prange``-parallel kernel with DIME's jit flags."""
     if JIT_DISABLED:

@@ -1,17 +1,26 @@
 """One step of cluster physics: a queueing model where CPU is utilisation, not an integrator.
 
-Order inside ``step_cluster`` (one step = ``STEP_SECONDS``):
-  1. timers tick (restarts complete, cooldowns, replica boot and expiry);
-  2. the action is applied (``actions.apply_action``);
-  3. scheduled faults fire (crashes, zombies, pool leak);
-  4. offered ingress = base rate x load profile x lognormal noise + client retries; the
+Phases of ``step_cluster``, one kernel each, in order (one step = ``STEP_SECONDS``):
+  1. restarts and timers (``tick_timers``): restarts complete, kubelet restarts crashed pods,
+     cooldowns, replica boot and expiry;
+  2. the action is applied (``actions.apply_action``), then scheduled faults fire
+     (``fire_scheduled_faults``: crashes, zombies, split brain, pool leak);
+  3. arrivals (``arrivals``): base rate x load profile x lognormal noise + client retries; the
      throttle admits a fraction, the rest is shed;
-  5. admitted traffic is split over serving workers by routing weight; a worker that is down
-     passes its share to its nearest serving ring neighbours (so overload cascades);
-  6. workers serve what capacity and the database allow; queues grow and overflow;
-  7. CPU, memory, io_wait and the latency mixture (mean, p99, good/timed-out fractions);
-  8. failures: OOM, overload streaks, database saturation or pool exhaustion;
-  9. retries for the next step, error budget, telemetry dropout, reward, grader tallies.
+  4. routing (``routing``): admitted traffic is split over serving workers by routing weight; a
+     worker that is down passes its share to its nearest serving ring neighbours (so overload
+     cascades);
+  5. the database (``database_capacity``, ``database_demand``): what it can serve, what the
+     workers ask of it, io_wait;
+  6. service (``service``): workers serve what capacity and the database allow; queues grow and
+     overflow; CPU follows utilisation;
+  7. latency (``latency``): the mixture's mean and p99, timeouts, requests within the SLO;
+  8. failures (``failures``): memory, OOM, overload streaks, database saturation or pool
+     exhaustion;
+  9. retries and error budget (``retries_and_error_budget``), telemetry dropout
+     (``telemetry.update_dropout``).
+Outside the physics, and reading only its results: the reward (``reward.compute_reward``) and
+the grader's tallies (``tally_grader``).
 """
 
 from __future__ import annotations
@@ -21,7 +30,7 @@ import math
 import numpy as np
 from numba import prange
 
-from dime_gym.core._jit import kernel, parallel_kernel
+from dime_gym.core._jit import kernel, parallel_kernel, phase_kernel
 from dime_gym.core.actions import apply_action, begin_restart
 from dime_gym.core.latency import class_tail, db_io_wait, db_response_ms, mixture_quantile
 from dime_gym.core.nodes import is_serving
@@ -194,22 +203,9 @@ def split_brain_contention(p, s, admitted):
     return contention
 
 
-@kernel
-def step_cluster(p, s, action):
-    """Advance one cluster by one step, in place.
-
-    Args:
-        p: ``PARAMS_DTYPE`` record of the cluster's task.
-        s: ``STATE_DTYPE`` record, updated in place (reward in ``s.reward``).
-        action: ``(4,) int64`` action vector, already range-checked.
-    """
-    dt = STEP_SECONDS
-    tick_timers(p, s)
-    errors, friction = apply_action(p, s, action)
-    fire_scheduled_faults(p, s)
-    failed_rps = 0.0
-
-    # --- replicas ------------------------------------------------------------------------
+@phase_kernel
+def count_replicas(s):
+    """``(active, ready)``: replica slots in use, and those past their cold start."""
     active_replicas = 0
     ready_replicas = 0
     for r in range(MAX_REPLICAS):
@@ -217,8 +213,14 @@ def step_cluster(p, s, action):
             active_replicas += 1
             if s.replica_cold_left[r] == 0:
                 ready_replicas += 1
+    return active_replicas, ready_replicas
 
-    # --- ingress ---------------------------------------------------------------------------
+
+@phase_kernel
+def arrivals(p, s):
+    """Offered ingress (base rate x load profile x lognormal noise of mean 1, plus last step's
+    retries) and the part the throttle admits; the rest is shed. Returns ``(offered, admitted)``
+    in rps and records both (and the shed rate) in ``s``."""
     t = min(s.step, MAX_EPISODE_STEPS - 1)
     sigma = p.arrival_noise_sigma
     noise = math.exp(sigma * next_normal(s.rng, STREAM_DYNAMICS) - 0.5 * sigma * sigma)
@@ -227,11 +229,14 @@ def step_cluster(p, s, action):
     s.offered_rps = offered
     s.admitted_rps = admitted
     s.shed_rps = offered - admitted
+    return offered, admitted
 
-    # --- routing ---------------------------------------------------------------------------
-    # one scratch allocation per step (six separate arrays cost more than the routing itself)
-    scratch = np.zeros((6, N_CLASSES))
-    eff = scratch[0]
+
+@phase_kernel
+def routing(s, admitted, ready_replicas, eff, failed_rps):
+    """Split the admitted traffic over the serving workers (``eff``: effective route weights,
+    written here) and the ready replicas. Returns ``(replica_arrival, failed_rps)``: the
+    replicas' share in rps, and ``failed_rps`` plus everything admitted when nothing serves."""
     effective_route_weights(s, eff)
     total_weight = ready_replicas * REPLICA_WEIGHT
     for i in range(N_NODES):
@@ -241,24 +246,36 @@ def step_cluster(p, s, action):
     replica_arrival = admitted * ready_replicas * REPLICA_WEIGHT / total_weight if total_weight > 0.0 else 0.0
     if total_weight <= 0.0:
         failed_rps += admitted
+    return replica_arrival, failed_rps
 
-    # --- database capacity and demand ------------------------------------------------------
-    db_up = is_serving(s, DB)
+
+@phase_kernel
+def database_capacity(p, s, admitted, active_replicas):
+    """The database's capacity this step in request-equivalents/s: nominal x free pool, cut by
+    io contention (replicas, split brain) and any scheduled slowdown; 0 while it is down.
+    Returns ``(capacity, contention)``."""
     contention = p.replica_io_penalty * active_replicas + split_brain_contention(p, s, admitted)
     db_capacity = p.db_capacity_rps * s.db_pool_free / (1.0 + DB_REPLICATION_CAPACITY_LOSS * contention)
     if p.db_slowdown_start_step >= 0 and p.db_slowdown_start_step <= s.step < p.db_slowdown_start_step + p.db_slowdown_steps:
         db_capacity *= p.db_slowdown_factor
-    if not db_up:
+    if not is_serving(s, DB):
         db_capacity = 0.0
+    return db_capacity, contention
+
+
+@phase_kernel
+def database_demand(p, s, replica_arrival, active_replicas, ready_replicas, db_capacity, contention, gc_pressure, desired):
+    """What workers and replicas want to serve (``desired``, with each worker's GC pressure in
+    ``gc_pressure``), and how much of it the database lets through. Records DB utilisation and
+    io_wait in ``s``. Returns ``(demand, total_demand, scale, db_util)``: served requests wanted,
+    that plus replica overhead, the fraction the database admits, its utilisation."""
     mu = p.worker_capacity_rps
-    gc_pressure = scratch[1]
-    desired = scratch[2]
     demand = 0.0
     for i in range(FIRST_WORKER, N_NODES):
         if is_serving(s, i) and s.zombie[i] == 0:
             # garbage-collection pauses: from GC_PRESSURE_MEM memory, capacity falls and service slows
             gc_pressure[i] = min(1.0, max(0.0, (s.mem[i] - GC_PRESSURE_MEM) / (OOM_THRESHOLD - GC_PRESSURE_MEM)))
-            desired[i] = min(s.arrival_rps[i] + s.queue[i] / dt, mu * (1.0 - GC_CAPACITY_LOSS * gc_pressure[i]))
+            desired[i] = min(s.arrival_rps[i] + s.queue[i] / STEP_SECONDS, mu * (1.0 - GC_CAPACITY_LOSS * gc_pressure[i]))
             demand += desired[i]
     desired[REPLICA_CLASS] = min(replica_arrival, mu * ready_replicas)
     demand += desired[REPLICA_CLASS]
@@ -273,11 +290,18 @@ def step_cluster(p, s, action):
     db_util = min(1.0, total_demand / db_capacity) if db_capacity > 0.0 else 0.0
     s.db_util = db_util
     s.io_wait = db_io_wait(db_util, contention)
+    return demand, total_demand, scale, db_util
 
-    # --- serving, queues, CPU ---------------------------------------------------------------
-    share = scratch[3]
-    wait_ms = scratch[4]
-    mean_ms = scratch[5]
+
+@phase_kernel
+def service(p, s, desired, gc_pressure, scale, demand, db_util, ready_replicas, replica_arrival, share, wait_ms,
+            mean_ms, failed_rps):
+    """Workers and replicas serve their ``desired`` traffic scaled by what the database admits;
+    queues grow and overflow, CPU follows utilisation, overload streaks count. Fills each
+    latency class's traffic (``share``), queue wait and mean service time. Returns
+    ``(in_flight, failed_rps)``: requests in service (rps) and ``failed_rps`` plus the
+    requests dropped, zombie-held or wrongly answered."""
+    mu = p.worker_capacity_rps
     db_ms = db_response_ms(db_util, s.io_wait)
     in_flight = 0.0
     for i in range(FIRST_WORKER, N_NODES):
@@ -294,9 +318,9 @@ def step_cluster(p, s, action):
             in_flight += s.arrival_rps[i]
             continue
         served = desired[i] * scale
-        q = s.queue[i] + (s.arrival_rps[i] - served) * dt
+        q = s.queue[i] + (s.arrival_rps[i] - served) * STEP_SECONDS
         if q > QUEUE_CAPACITY:
-            failed_rps += (q - QUEUE_CAPACITY) / dt
+            failed_rps += (q - QUEUE_CAPACITY) / STEP_SECONDS
             q = QUEUE_CAPACITY
         s.queue[i] = max(0.0, q)
         s.served_rps[i] = served
@@ -324,14 +348,20 @@ def step_cluster(p, s, action):
         share[REPLICA_CLASS] = replica_served
         mean_ms[REPLICA_CLASS] = WORKER_SERVICE_MS / (1.0 - min(rho_r, UTIL_CEILING)) + db_ms
         in_flight += replica_served
-    if db_up:
+    if is_serving(s, DB):
         s.cpu[DB] = CPU_BACKGROUND + (1.0 - CPU_BACKGROUND) * db_util
         s.served_rps[DB] = demand * scale
     else:
         s.cpu[DB] = 0.0
         s.served_rps[DB] = 0.0
+    return in_flight, failed_rps
 
-    # --- latency mixture -------------------------------------------------------------------
+
+@phase_kernel
+def latency(p, s, admitted, in_flight, share, wait_ms, mean_ms, failed_rps):
+    """The latency mixture of the classes in service: mean, p99, requests served before the
+    client timeout and within the SLO. Records them in ``s``; ``share`` becomes fractions.
+    Returns ``(served_ok, good, p99, failed_rps)`` (rps, rps, ms; timeouts added to failed)."""
     served_ok = 0.0
     good = 0.0
     latency_mean = 0.0
@@ -357,8 +387,14 @@ def step_cluster(p, s, action):
     s.latency_p99_ms = p99
     s.served_total_rps = served_ok
     s.good_rps = good
+    return served_ok, good, p99, failed_rps
 
-    # --- memory and failures ------------------------------------------------------------------
+
+@phase_kernel
+def failures(p, s, db_util, total_demand, db_capacity, failed_rps):
+    """Memory relaxes towards its load-driven target plus leaks; nodes die on OOM or sustained
+    overload, the database on pool exhaustion or sustained saturation. Returns ``failed_rps``
+    plus the queued requests lost with crashed nodes."""
     for i in range(N_NODES):
         if not is_serving(s, i):
             continue
@@ -372,9 +408,9 @@ def step_cluster(p, s, action):
             s.mem_leaked[i] += p.mem_leak_per_step[i]
         s.mem[i] = min(1.0, max(0.0, working + s.mem_leaked[i]))
         if s.mem[i] >= OOM_THRESHOLD:
-            failed_rps += fail_node(s, i, EVENT_OOM_KILLED) / dt
+            failed_rps += fail_node(s, i, EVENT_OOM_KILLED) / STEP_SECONDS
         elif i != DB and s.overload_streak[i] >= OVERLOAD_STEPS_TO_CRASH:
-            failed_rps += fail_node(s, i, EVENT_OVERLOAD_CRASH) / dt
+            failed_rps += fail_node(s, i, EVENT_OVERLOAD_CRASH) / STEP_SECONDS
     if is_serving(s, DB):
         if s.db_pool_free < POOL_EXHAUSTED_FRACTION:
             fail_node(s, DB, EVENT_POOL_EXHAUSTED)
@@ -385,24 +421,64 @@ def step_cluster(p, s, action):
                 s.db_overload_streak -= 1
             if s.db_overload_streak >= DB_OVERLOAD_STEPS_TO_CRASH:
                 fail_node(s, DB, EVENT_DB_SATURATED)
+    return failed_rps
 
-    # --- feedback, budgets, telemetry, reward, tallies ------------------------------------
+
+@phase_kernel
+def retries_and_error_budget(p, s, offered, admitted, failed_rps):
+    """Failed requests come back as next step's retries; shed and failed traffic burn the SLO
+    error budget, which refills a little every step."""
     failed_rps = min(failed_rps, admitted)
     s.failed_rps = failed_rps
     s.retry_rps = min(MAX_REQUEST_RATE_RPS, p.retry_gain * failed_rps)
     bad_fraction = (s.shed_rps + failed_rps) / offered if offered > 0.0 else 0.0
     s.error_budget = min(ERROR_BUDGET_MAX, max(0.0, s.error_budget + ERROR_BUDGET_REFILL - ERROR_BUDGET_BURN * bad_fraction))
-    update_dropout(p, s)
-    compute_reward(p, s, friction, active_replicas)
+
+
+@phase_kernel
+def tally_grader(p, s, offered, good, served_ok, p99, friction):
+    """Add this step to the episode tallies the graders read (``core.grading``)."""
     s.sum_offered += offered
     s.sum_good += good
-    db_up_now = is_serving(s, DB)
-    if db_up_now:
+    if is_serving(s, DB):
         s.steps_db_up += 1
         # the SLO holds while traffic is served fast and its error budget is not spent
         if served_ok > 0.0 and p99 <= p.slo_p99_ms and s.error_budget > 0.0:
             s.steps_slo_met += 1
     s.friction_total += friction
+
+
+@kernel
+def step_cluster(p, s, action):
+    """Advance one cluster by one step, in place: the physics phases in order (module
+    docstring), then the reward and the grader's tallies, which only read the physics.
+
+    Args:
+        p: ``PARAMS_DTYPE`` record of the cluster's task.
+        s: ``STATE_DTYPE`` record, updated in place (reward in ``s.reward``).
+        action: ``(4,) int64`` action vector, already range-checked.
+    """
+    tick_timers(p, s)  # restarts complete, kubelet restarts crashed pods, cooldowns, replica life
+    errors, friction = apply_action(p, s, action)
+    fire_scheduled_faults(p, s)
+    active_replicas, ready_replicas = count_replicas(s)
+    offered, admitted = arrivals(p, s)
+    # one scratch allocation per step (six separate arrays cost more than the routing itself)
+    scratch = np.zeros((6, N_CLASSES))
+    eff, gc_pressure, desired, share, wait_ms, mean_ms = scratch[0], scratch[1], scratch[2], scratch[3], scratch[4], scratch[5]
+    replica_arrival, failed_rps = routing(s, admitted, ready_replicas, eff, 0.0)
+    db_capacity, contention = database_capacity(p, s, admitted, active_replicas)
+    demand, total_demand, scale, db_util = database_demand(p, s, replica_arrival, active_replicas, ready_replicas,
+                                                           db_capacity, contention, gc_pressure, desired)
+    in_flight, failed_rps = service(p, s, desired, gc_pressure, scale, demand, db_util, ready_replicas, replica_arrival,
+                                    share, wait_ms, mean_ms, failed_rps)
+    served_ok, good, p99, failed_rps = latency(p, s, admitted, in_flight, share, wait_ms, mean_ms, failed_rps)
+    failed_rps = failures(p, s, db_util, total_demand, db_capacity, failed_rps)
+    retries_and_error_budget(p, s, offered, admitted, failed_rps)
+    update_dropout(p, s)  # telemetry
+    # --- outside the physics: what the step earned, and the episode's tallies ---------------
+    compute_reward(p, s, friction, active_replicas)
+    tally_grader(p, s, offered, good, served_ok, p99, friction)
     s.step += 1
 
 
