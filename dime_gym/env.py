@@ -128,57 +128,88 @@ class DimeEnv(gym.Env):
     stateless workers behind a router. Requests arrive at a noisy rate, are throttled, routed
     by weight to serving workers (a down worker's share goes to its ring neighbours), queue,
     and each served request loads the database. CPU is utilisation; latency and p99 come from
-    a queueing mixture; overload, OOM, database saturation and pool exhaustion kill nodes.
-    Each task (``task=``) injects one fault mechanism; see ``dime_gym.TASKS``.
+    a queueing mixture; overload, OOM, database saturation and pool exhaustion kill nodes, and
+    kubelet restarts crashed pods after a crash-loop backoff. Each task (``task=``) injects one
+    fault mechanism; see ``dime_gym.TASKS``. One step is 10 s of cluster time.
 
     ## Action Space
-    ``MultiDiscrete([6, 8, 8, 21])`` = ``[kind, node, dest, rate_level]`` with kind
-    0 no_op, 1 restart(node), 2 reroute(node -> dest), 3 scale_up, 4 throttle(rate_level/20),
-    5 query_logs(node). Unused fields are ignored. Invalid targets do nothing and are listed in
-    ``info["action_errors"]``; an action outside the space raises ``ValueError``. The action
-    ``dime_gym.actions.UNPARSABLE_ANSWER`` stands for an agent answer with no valid command (the
-    text interface sends it): a no-op charged as an invalid action.
+    ``MultiDiscrete([6, 8, 8, 21])`` = ``[kind, node, dest, rate_level]``; fields a kind does
+    not use are ignored:
+
+    | kind | action | uses | effect |
+    |---|---|---|---|
+    | 0 | no_op | | nothing |
+    | 1 | restart | node | down for 2 steps, memory and queue cleared; then a 5-step cooldown |
+    | 2 | reroute | node, dest | move half of worker ``node``'s routing weight to worker ``dest`` |
+    | 3 | scale_up | | one temporary replica: 1 cloud credit, a cold start, a limited life |
+    | 4 | throttle | rate_level | admit ``rate_level / 20`` of the ingress from now on |
+    | 5 | query_logs | node | the node's telemetry visible for 3 steps; log lines in ``info["logs"]`` |
+
+    Invalid targets (restart a node on cooldown, reroute to a down node, scale without
+    credits, ...) do nothing, cost friction and are listed in ``info["action_errors"]``; an
+    action outside the space raises ``ValueError``. ``dime_gym.actions.UNPARSABLE_ANSWER``
+    stands for an agent answer with no valid command (the text interface sends it): a no-op
+    charged as an invalid action.
 
     ## Observation Space
-    A ``Dict``:
+    A ``Dict`` (keys in this order; ``dime_gym.observation`` derives it from one layout):
 
-    | key | shape | meaning |
-    |---|---|---|
-    | cpu_loads | (8,) | utilisation in [0, 1]; -1 = telemetry dropped |
-    | mem_utilizations | (8,) | memory fraction; -1 = dropped |
-    | queue_lengths | (8,) | queued requests; -1 = dropped |
-    | failed_nodes | (8,) | 1 if crashed (never dropped) |
-    | restarting_nodes | (8,) | 1 while a restart is in progress |
-    | latency_ms, p99_latency | (1,) | mean and p99 latency, ms |
-    | request_rate | (1,) | offered ingress incl. retries, rps |
-    | io_wait | (1,) | database io_wait |
-    | error_budget | (1,) | SLO error budget, 0-100 |
-    | cloud_budget | (1,) | cloud credits left for scale-ups |
-    | throttle_rate | (1,) | admitted fraction of ingress |
-    | active_replicas | (1,) | temporary replicas alive |
-    | step | (1,) | steps taken |
+    | key | shape | dtype | min | max | meaning |
+    |---|---|---|---|---|---|
+    | cpu_loads | (8,) | float32 | -1 | 1 | utilisation; 0 while down, -1 = telemetry dropped |
+    | mem_utilizations | (8,) | float32 | -1 | 1 | memory fraction; 0 while down, -1 = dropped |
+    | queue_lengths | (8,) | float32 | -1 | 600 | queued requests; 0 while down, -1 = dropped |
+    | failed_nodes | (8,) | int8 | 0 | 1 | 1 if crashed (node status is never dropped) |
+    | restarting_nodes | (8,) | int8 | 0 | 1 | 1 while a restart is in progress |
+    | latency_ms | (1,) | float32 | 0 | 10000 | traffic-weighted mean latency, ms |
+    | p99_latency | (1,) | float32 | 0 | 10000 | p99 latency of the whole cluster, ms |
+    | request_rate | (1,) | float32 | 0 | 5000 | offered ingress incl. client retries, rps |
+    | io_wait | (1,) | float32 | 0 | 1 | database io_wait fraction |
+    | error_budget | (1,) | float32 | 0 | 100 | SLO error budget left, tokens |
+    | cloud_budget | (1,) | float32 | 0 | 20 | cloud credits left for scale-ups |
+    | throttle_rate | (1,) | float32 | 0 | 1 | admitted fraction of the ingress |
+    | active_replicas | (1,) | float32 | 0 | 4 | temporary replicas alive |
+    | step | (1,) | int64 | 0 | 128 | steps taken |
 
     ## Rewards
     The clipped sum (to [-5, 5]) of seven bounded components, all in
     ``info["reward_components"]``: r_topo [-2, 0.5], r_shed [-1, 0], r_mem [-1, 0],
     r_fric [-0.5, 0], r_lat [-1, 0.5], r_up [0, 1], r_eff [-0.5, 0.5]. About +2.3 when healthy.
+    ``info["score"]`` is the task grader's running score in [0, 1] (``dime_gym.scenarios.graders``).
 
     ## Starting State
-    The healthy design point (workers ~45 %, database ~35 % utilised) with the task's fault
-    scheduled; the seed decides fault timing, targets and all noise.
+    The healthy design point (workers ~45 %, database ~35 % utilised, p99 well under the
+    200 ms SLO) with the task's fault scheduled; the seed decides fault timing, targets and all
+    noise, so the same seed gives the same episode.
 
     ## Episode End
-    Truncated after the task's ``episode_steps`` (40-60). There is no terminal state: a dead
-    database can always be restarted. ``info["score"]`` is the task grader's running value.
+    1. Termination: never; ``terminated`` is always False (DIME has no terminal state: even a
+       dead database can be restarted).
+    2. Truncation: on the step that reaches the task's length (``episode_steps``, 40-60;
+       ``env.unwrapped.episode.params["episode_steps"]``), ``truncated`` is True.
+    3. Through ``gym.make``, ``TimeLimit`` truncates at ``spec.max_episode_steps`` too: the
+       task's length for ``DIME-<task>-v0``, 60 (the longest task) for ``DIME-v0`` and
+       ``DIME-multitask-v0``, so it never cuts an episode short.
+    After truncation ``step`` raises ``RuntimeError`` until ``reset``.
 
     ## Arguments
-    ``task``: a task id (default ``"traffic_spike"`` when omitted), or ``"all"`` or a sequence
-    of ids to draw one task per episode, uniformly, from the reset generator (``info["task"]``
-    says which; ``DIME-multitask-v0`` registers ``"all"``); ``render_mode`` (``None``, ``"ansi"`` or
-    ``"rgb_array"``, a ``(240, 416, 3) uint8`` picture, see ``dime_gym.render``),
-    ``trace_path`` (CSV for ``level_5_alibaba_trace``), ``with_oracle`` (add the triage
-    oracle's suggestion to ``info``, default True; computed only when read, see
-    ``OracleInfo``). ``reset(options={"task": ...})`` switches the task for that episode.
+    | argument | default | meaning |
+    |---|---|---|
+    | task | ``"traffic_spike"`` | a task id; or ``"all"`` or a sequence of ids to draw one task per episode, uniformly, from the reset generator (``info["task"]`` says which; ``DIME-multitask-v0`` registers ``"all"``) |
+    | render_mode | ``None`` | ``"ansi"`` (one text line per node) or ``"rgb_array"`` (a ``(240, 416, 3) uint8`` picture, ``dime_gym.render``) |
+    | trace_path | ``None`` | a CSV load trace for ``level_5_alibaba_trace`` (default: the bundled one) |
+    | with_oracle | ``True`` | add the triage oracle's suggestion as ``info["oracle"]``, computed only when read (``OracleInfo``) |
+
+    ``reset(seed=..., options={"task": ...})`` switches the task for that episode.
+
+    ## Vectorized Environment
+    ``gym.make_vec("DIME-v0", num_envs=N, vectorization_mode="vector_entry_point", task=...)``
+    gives a ``dime_gym.DimeVectorEnv``: N clusters stepped by one compiled call, one task per
+    sub-env (``task=`` takes a list), Gymnasium's ``NEXT_STEP`` autoreset (or ``DISABLED``);
+    ``reset(seed=s)`` seeds sub-env ``i`` with ``s + i``, and sub-env ``i`` then follows
+    ``DimeEnv``'s trajectory for that seed and those actions bit for bit. Its infos carry no
+    oracle. ``dime_gym.score_actions`` scores K candidate actions from one ``snapshot()`` in
+    one batched call (the GRPO trainer's reward).
 
     ## Snapshots
     ``snapshot()`` returns the episode as compact, versioned bytes (params, state and RNG
@@ -190,10 +221,18 @@ class DimeEnv(gym.Env):
     * v0: initial release.
 
     ## Example
-    >>> import gymnasium as gym, dime_gym
+    >>> import gymnasium as gym
+    >>> import numpy as np
+    >>> import dime_gym
     >>> env = gym.make("DIME-v0", task="retry_storm")
     >>> obs, info = env.reset(seed=0)
-    >>> obs, reward, terminated, truncated, info = env.step(env.action_space.sample())
+    >>> obs["cpu_loads"].shape, obs["cpu_loads"].dtype, info["task"], info["oracle"]["command"]
+    ((8,), dtype('float32'), 'retry_storm', 'no_op')
+    >>> obs, reward, terminated, truncated, info = env.step(np.array([4, 0, 0, 8]))  # throttle to 0.40
+    >>> round(reward, 3), terminated, truncated, round(float(obs["throttle_rate"][0]), 2)
+    (1.507, False, False, 0.4)
+    >>> round(info["reward_components"]["r_shed"], 2), info["action_errors"]
+    (-0.6, [])
     """
 
     metadata = {"render_modes": ["ansi", "rgb_array"], "render_fps": 4}

@@ -344,3 +344,52 @@ def test_env__reward_components_literal_follows_reward_components_order():
     result = tuple(range(RESULT_COMPONENTS + len(REWARD_COMPONENTS)))
     assert list(_reward_components_dict(result).items()) == [
         (name, RESULT_COMPONENTS + k) for k, name in enumerate(REWARD_COMPONENTS)]
+
+
+# --- the class docstring (Gymnasium's layout) -----------------------------------------------------
+def _doc_table(section: str) -> list[list[str]]:
+    """Rows (cells stripped) of the markdown table under ``## <section>`` of DimeEnv's docstring."""
+    import inspect
+
+    doc = inspect.getdoc(DimeEnv)
+    body = doc.split(f"## {section}\n", 1)[1].split("\n## ", 1)[0]
+    rows = [line.strip().strip("|").split("|") for line in body.splitlines() if line.strip().startswith("|")]
+    return [[cell.strip() for cell in row] for row in rows[2:]]  # past the header and its rule
+
+
+def test_env__docstring_example_runs_as_a_doctest():
+    import doctest
+
+    import dime_gym.env
+
+    runner = doctest.DocTestRunner(optionflags=doctest.NORMALIZE_WHITESPACE)
+    tests = doctest.DocTestFinder().find(dime_gym.env.DimeEnv, "DimeEnv", module=dime_gym.env)
+    for test in tests:
+        runner.run(test)
+    results = runner.summarize(verbose=False)
+    assert results.attempted >= 8 and results.failed == 0, results
+
+
+def test_env__docstring_observation_table_is_the_space():
+    from dime_gym.observation import OBSERVATION_KEYS
+
+    space = DimeEnv().observation_space
+    rows = _doc_table("Observation Space")
+    assert [row[0] for row in rows] == list(OBSERVATION_KEYS)
+    for key, shape, dtype, low, high, _ in rows:
+        box = space[key]
+        assert shape == str(box.shape) and dtype == str(box.dtype), key
+        lows, highs = (0, 1) if isinstance(box, gym.spaces.MultiBinary) else (box.low, box.high)
+        assert np.all(lows == float(low)) and np.all(highs == float(high)), key
+
+
+def test_env__docstring_action_and_argument_tables_are_the_api():
+    import inspect
+
+    from dime_gym.actions import ACTION_KINDS
+
+    assert [(int(row[0]), row[1]) for row in _doc_table("Action Space")] == list(enumerate(ACTION_KINDS))
+    parameters = list(inspect.signature(DimeEnv.__init__).parameters)[1:]
+    assert [row[0] for row in _doc_table("Arguments")] == parameters
+    assert [row[1].strip("`") for row in _doc_table("Arguments")] == [
+        repr(inspect.signature(DimeEnv.__init__).parameters[name].default).replace("'", '"') for name in parameters]
