@@ -40,7 +40,7 @@ def breakdown(repeats: int = 20000) -> list[tuple[str, str]]:
 
     env = DimeEnv(with_oracle=False)
     env.reset(seed=0)
-    params, states = env._params, env._states
+    params, states = env._engine.params, env._engine.states
     start_state = states.copy()
     action = np.zeros(4, dtype=np.int64)
     buffers = allocate_single_buffers()

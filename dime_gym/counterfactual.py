@@ -15,12 +15,11 @@ from collections.abc import Callable
 
 import numpy as np
 
-from dime_gym.core.batch import BatchOutputs, advance_batch
 from dime_gym.core.reward import REWARD_COMPONENTS
+from dime_gym.engine import Engine
 from dime_gym.actions import validate_action, validate_action_batch
-from dime_gym.observation import observation_from_buffers
 from dime_gym.oracle import oracle_policy
-from dime_gym.snapshot import SnapshotContents, decode_snapshot, repeat_record
+from dime_gym.snapshot import SnapshotContents, decode_snapshot
 
 CONTINUATIONS = ("noop", "oracle")
 
@@ -88,12 +87,8 @@ def score_actions(
     if int(contents.state["step"]) >= episode_steps:
         raise ValueError(f"the snapshot's episode has ended (step {int(contents.state['step'])} of {episode_steps}); nothing to score")
     k = a.shape[0]
-    params = repeat_record(contents.params, k)
-    states = repeat_record(contents.state, k)
-    step_limit = np.full(k, episode_steps, dtype=np.int64)
-    active = np.ones(k, dtype=np.bool_)
-    out = BatchOutputs.allocate(k)
-    advance_batch(params, states, a, active, step_limit, out, parallel)
+    engine = Engine.from_snapshot(contents, k)  # K copies: common random numbers
+    out = engine.step(a, np.ones(k, dtype=np.bool_), parallel)
     rewards = out.rewards
     components = dict(zip(REWARD_COMPONENTS, out.reward_components.copy()))
     errors = out.action_errors
@@ -105,9 +100,8 @@ def score_actions(
         if not active.any():
             break
         weight *= discount
-        next_actions = _continue(continuation, observation_from_buffers(out.node_obs, out.flag_obs, out.scalar_obs, out.step_obs), k)
-        out = BatchOutputs.allocate(k)
-        advance_batch(params, states, next_actions, active, step_limit, out, parallel)
+        next_actions = _continue(continuation, engine.observation(out), k)
+        out = engine.step(next_actions, active, parallel)
         returns += weight * out.rewards
         steps += active
         active &= ~out.truncated

@@ -1,5 +1,6 @@
-"""``DimeEnv``: the Gymnasium shell around the Numba core. It owns one cluster's records,
-validates input, calls the kernels and builds observations and infos; nothing else.
+"""``DimeEnv``: the Gymnasium shell over an engine of one cluster (``dime_gym.engine``). It
+seeds episodes from Gymnasium's generator, validates input and builds infos; the engine holds
+the records and makes the compiled calls.
 
 A step is one compiled call (``core.batch.step_single``: validate, step, observe, score) plus
 the views and dicts Gymnasium expects; the triage oracle in ``info`` runs only when read.
@@ -8,7 +9,6 @@ the views and dicts Gymnasium expects; the triage oracle in ``info`` runs only w
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
 import gymnasium as gym
 import numpy as np
@@ -30,16 +30,13 @@ from dime_gym.core.batch import (
     RESULT_STATUS,
     RESULT_TRUNCATED,
     STEPPED,
-    observe_single,
-    step_single,
 )
-from dime_gym.core.state import empty_batch
 from dime_gym.logs import log_excerpt
-from dime_gym.observation import allocate_single_buffers, observation_from_buffers, observation_space
+from dime_gym.engine import Engine
+from dime_gym.observation import observation_space
 from dime_gym.oracle import triage
-from dime_gym.render import render_ansi, render_rgb
-from dime_gym.scenarios import DEFAULT_TASK, TASK_IDS, Episode, build_episode, get_task
-from dime_gym.snapshot import decode_snapshot, encode_snapshot
+from dime_gym.scenarios import DEFAULT_TASK, TASK_IDS, get_task
+from dime_gym.snapshot import decode_snapshot
 
 
 # the kernel's signature takes a writeable array: a private copy, never handed out
@@ -245,13 +242,11 @@ class DimeEnv(gym.Env):
         self.task = task if isinstance(task, str) else list(self.tasks)
         self.render_mode = render_mode
         self.with_oracle = with_oracle
-        self._task_options = {"trace_path": trace_path} if trace_path is not None else {}
         if trace_path is not None and not any("trace_path" in get_task(t).options for t in self.tasks):
             raise ValueError(f"trace_path is only valid for level_5_alibaba_trace, not {task!r}")
         self.observation_space = observation_space()
         self.action_space = spaces.MultiDiscrete(ACTION_NVEC)
-        self._params, self._states = empty_batch(1)
-        self._episode = None
+        self._engine = Engine([self.tasks[0]], task_options={"trace_path": trace_path} if trace_path is not None else None)
 
     # -- gymnasium API ------------------------------------------------------------------------
     def reset(self, *, seed: int | None = None, options: dict | None = None):
@@ -264,11 +259,7 @@ class DimeEnv(gym.Env):
         super().reset(seed=seed)
         if task is None:  # a multi-task env draws the episode's task first, from the same generator
             task = self.tasks[0] if len(self.tasks) == 1 else self.tasks[int(self.np_random.integers(len(self.tasks)))]
-        task_options = self._task_options if "trace_path" in get_task(task).options else {}
-        episode_seed = int(self.np_random.integers(0, 2**63 - 1))
-        self._episode = build_episode(task, episode_seed, **task_options)
-        self._params[0] = self._episode.params
-        self._states[0] = self._episode.state
+        self._engine.start(0, self._engine.draw_episode(task, self.np_random))
         return self._observe_current()
 
     def step(self, action):
@@ -278,13 +269,12 @@ class DimeEnv(gym.Env):
             a, allow_unparsable = action, False  # fast path: the kernel range-checks it
         else:  # a fresh C-contiguous writeable copy: one compiled signature for every input
             a, allow_unparsable = np.array(validate_action(action), dtype=np.int64), False
-        node_obs, flag_obs, scalar_obs, step_obs = allocate_single_buffers()
-        result = step_single(self._params, self._states, a, allow_unparsable, node_obs, flag_obs, scalar_obs, step_obs)
+        engine = self._engine
+        result, obs = engine.step_one(a, allow_unparsable)
         if result[RESULT_STATUS] != STEPPED:
             self._raise_refused(result[RESULT_STATUS], action)
-        obs = observation_from_buffers(node_obs, flag_obs, scalar_obs, step_obs)
         errors = result[RESULT_ACTION_ERRORS]
-        episode = self._episode
+        episode = engine.episodes[0]
         info = {
             "task": episode.task.id,
             "task_hint": episode.task.task_hint,
@@ -293,28 +283,27 @@ class DimeEnv(gym.Env):
             "score": result[RESULT_SCORE],
         }
         if a[0] == QUERY_LOGS:
-            info["logs"] = log_excerpt(self._states[0], int(a[1]))
+            info["logs"] = log_excerpt(engine.states[0], int(a[1]))
         if self.with_oracle:
             info["oracle"] = OracleInfo(obs)
         return obs, result[RESULT_REWARD], False, result[RESULT_TRUNCATED], info
 
     def _raise_refused(self, status: int, action) -> None:
         """Raise the error for a step the kernel refused (it changed nothing)."""
-        if self._episode is None:
+        if self._engine.episodes[0] is None:
             raise RuntimeError("call reset() before step()")
         if status == EPISODE_OVER:
-            raise RuntimeError(f"the episode ended after {int(self._states[0]['step'])} steps; call reset()")
+            raise RuntimeError(f"the episode ended after {int(self._engine.states[0]['step'])} steps; call reset()")
         validate_action(action)  # raises the ValueError naming the out-of-range field
         raise AssertionError(f"step_single refused {action!r} with status {status}")
 
     def _observe_current(self):
         """``(obs, info)`` of the current state without stepping (after reset or restore)."""
-        node_obs, flag_obs, scalar_obs, step_obs = allocate_single_buffers()
-        result = observe_single(self._params, self._states, node_obs, flag_obs, scalar_obs, step_obs)
-        obs = observation_from_buffers(node_obs, flag_obs, scalar_obs, step_obs)
+        result, obs = self._engine.observe_one()
+        task = self._engine.episodes[0].task
         info = {
-            "task": self._episode.task.id,
-            "task_hint": self._episode.task.task_hint,
+            "task": task.id,
+            "task_hint": task.task_hint,
             "reward_components": _reward_components_dict(result),
             "action_errors": [],
             "score": result[RESULT_SCORE],
@@ -326,9 +315,9 @@ class DimeEnv(gym.Env):
     # -- snapshots -----------------------------------------------------------------------------
     def snapshot(self) -> bytes:
         """The current episode as snapshot bytes (see ``dime_gym.snapshot``)."""
-        if self._episode is None:
+        if self._engine.episodes[0] is None:
             raise RuntimeError("call reset() before snapshot()")
-        return encode_snapshot(self._episode.task.id, self._params[0], self._states[0], self._episode.facts)
+        return self._engine.snapshot(0)
 
     def restore(self, snapshot: bytes):
         """Continue the episode held by ``snapshot`` exactly where it was taken.
@@ -339,38 +328,30 @@ class DimeEnv(gym.Env):
         Raises:
             ValueError: a truncated, corrupted or incompatible snapshot (nothing changes).
         """
-        contents = decode_snapshot(snapshot)
-        self._params[0] = contents.params
-        self._states[0] = contents.state
-        self._episode = Episode(task=get_task(contents.task), params=contents.params, state=contents.state,
-                                facts=contents.facts)
+        self._engine.load(decode_snapshot(snapshot), np.zeros(1, dtype=np.intp))
         return self._observe_current()
 
     def render(self):
         """``"ansi"``: a text picture (one line per node); ``"rgb_array"``: an ``(H, W, 3) uint8``
         picture (``dime_gym.render``); no render mode: ``None``."""
-        if self.render_mode == "rgb_array":
-            return render_rgb(self._states[0], self._params[0])
-        if self.render_mode != "ansi":
-            return None
-        return render_ansi(self._states[0], self._episode.task.id if self._episode else self.tasks[0])
+        return self._engine.render(0, self.render_mode)
 
     # -- helpers ------------------------------------------------------------------------------
     @property
     def episode(self):
         """The current episode's task, params, initial state and facts (``None`` before reset;
         after ``restore`` its state is the snapshot's)."""
-        return self._episode
+        return self._engine.episodes[0]
 
     @property
     def state_record(self) -> np.ndarray:
         """A copy of the current ``STATE_DTYPE`` record (for analysis; never mutate the env's)."""
-        return self._states[0].copy()
+        return self._engine.states[0].copy()
 
     @property
     def state_view(self):
         """The live ``STATE_DTYPE`` record, read-only and not copied (cheap per-step logging;
         it changes with the next step, so copy what you keep)."""
-        view = self._states.view()  # made per call: a stored view would not survive pickling
+        view = self._engine.states.view()  # made per call: a stored view would not survive pickling
         view.flags.writeable = False
         return view[0]

@@ -1,4 +1,5 @@
-"""``DimeVectorEnv``: N DIME clusters stepped by one compiled call per ``step``.
+"""``DimeVectorEnv``: N DIME clusters stepped by one compiled call per ``step``: the Gymnasium
+shell over an engine of N (``dime_gym.engine``) that adds per-sub-env seeding and autoreset.
 
 Registered as the ``vector_entry_point`` of ``DIME-v0``::
 
@@ -21,15 +22,15 @@ from gymnasium.utils import seeding
 from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
-from dime_gym.core.actions import ACTION_NVEC
-from dime_gym.core.batch import BatchOutputs, advance_batch
-from dime_gym.core.reward import REWARD_COMPONENTS
-from dime_gym.core.state import MAX_EPISODE_STEPS, empty_batch
 from dime_gym.actions import validate_action_batch
-from dime_gym.render import render_ansi, render_rgb
-from dime_gym.observation import observation_from_buffers, observation_space
-from dime_gym.scenarios import DEFAULT_TASK, build_episode, get_task
-from dime_gym.snapshot import decode_snapshot, encode_snapshot
+from dime_gym.core.actions import ACTION_NVEC
+from dime_gym.core.batch import BatchOutputs
+from dime_gym.core.reward import REWARD_COMPONENTS
+from dime_gym.core.state import MAX_EPISODE_STEPS
+from dime_gym.engine import Engine
+from dime_gym.observation import observation_space
+from dime_gym.scenarios import DEFAULT_TASK, get_task
+from dime_gym.snapshot import decode_snapshot
 
 SUPPORTED_AUTORESET_MODES = (AutoresetMode.NEXT_STEP, AutoresetMode.DISABLED)
 
@@ -123,10 +124,7 @@ class DimeVectorEnv(VectorEnv):
         self.metadata = {**type(self).metadata, "autoreset_mode": mode}
         self.parallel = parallel
         self._default_tasks = self._expand_tasks(task)  # what autoresets start
-        self._task_ids = list(self._default_tasks)  # each sub-env's current episode
-        self._task_array = np.array(self._task_ids, dtype=object)  # infos["task"], kept in step
-        self._trace_options = {"trace_path": trace_path} if trace_path is not None else {}
-        if trace_path is not None and not any("trace_path" in get_task(t).options for t in self._task_ids):
+        if trace_path is not None and not any("trace_path" in get_task(t).options for t in self._default_tasks):
             raise ValueError("trace_path is only valid when a sub-env runs level_5_alibaba_trace")
 
         self.single_observation_space = observation_space()
@@ -135,10 +133,9 @@ class DimeVectorEnv(VectorEnv):
         self.action_space = batch_space(self.single_action_space, self.num_envs)
 
         n = self.num_envs
-        self._params, self._states = empty_batch(n)
-        self._step_limit = np.zeros(n, dtype=np.int64)
-        self._env_rngs: list[np.random.Generator | None] = [None] * n
-        self._facts: list[dict] = [{} for _ in range(n)]
+        self._engine = Engine(self._default_tasks, max_episode_steps=self.max_episode_steps,
+                              task_options={"trace_path": trace_path} if trace_path is not None else None)
+        self._env_rngs: list[np.random.Generator | None] = [None] * n  # each sub-env's reset generator
         self._pending_reset = np.zeros(n, dtype=np.bool_)  # NEXT_STEP: reset on the next step
         self._ended = np.zeros(n, dtype=np.bool_)  # DISABLED: must be reset before stepping
         self._all_stepping = np.ones(n, dtype=np.bool_)
@@ -179,14 +176,12 @@ class DimeVectorEnv(VectorEnv):
         if seed is None or isinstance(seed, (int, np.integer)):
             super().reset(seed=None if seed is None else int(seed))
         for b, (rng, episode) in started.items():
-            self._start(b, tasks[b], rng, episode)
+            self._start(b, rng, episode)
         self._pending_reset[mask] = False
         self._ended[mask] = False
         self._has_reset = True
-        out = BatchOutputs.allocate(n)
-        advance_batch(self._params, self._states, np.zeros((n, 4), dtype=np.int64), ~self._all_stepping,
-                      self._step_limit, out, self.parallel)
-        return self._observation(out), self._infos(out, mask)
+        out = self._engine.observe(self.parallel)
+        return self._engine.observation(out), self._infos(out, mask)
 
     def step(self, actions):
         if not self._has_reset:
@@ -197,7 +192,7 @@ class DimeVectorEnv(VectorEnv):
             resetting = self._pending_reset
             for b in np.flatnonzero(resetting).tolist():
                 task = self._default_tasks[b]
-                self._start(b, task, *self._new_episode(task, None, self._env_rngs[b]))
+                self._start(b, *self._new_episode(task, None, self._env_rngs[b]))
             stepping = ~resetting
         else:
             if self._ended.any():
@@ -205,32 +200,28 @@ class DimeVectorEnv(VectorEnv):
                 raise RuntimeError(f"sub-envs {ended[:10].tolist()}{' ...' if len(ended) > 10 else ''} have ended; "
                                    "reset them first with reset(options={'reset_mask': mask})")
             stepping = self._all_stepping
-        out = BatchOutputs.allocate(n)
-        advance_batch(self._params, self._states, a, stepping, self._step_limit, out, self.parallel)
+        out = self._engine.step(a, stepping, self.parallel)
         truncations = out.truncated
         if self.autoreset_mode == AutoresetMode.NEXT_STEP:
             self._pending_reset = truncations.copy()
         else:
             self._ended = truncations.copy()
         terminations = np.zeros(n, dtype=np.bool_)
-        return self._observation(out), out.rewards, terminations, truncations, self._infos(out, self._all_stepping)
+        return self._engine.observation(out), out.rewards, terminations, truncations, self._infos(out, self._all_stepping)
 
     def render(self) -> tuple[str, ...] | tuple[np.ndarray, ...] | None:
         """One picture per sub-env: text (``render_mode="ansi"``) or an ``(H, W, 3) uint8``
         array (``"rgb_array"``, see ``dime_gym.render``); ``None`` without a mode or before reset."""
         if self.render_mode is None or not self._has_reset:
             return None
-        if self.render_mode == "rgb_array":
-            return tuple(render_rgb(self._states[b], self._params[b]) for b in range(self.num_envs))
-        return tuple(render_ansi(self._states[b], self._task_ids[b]) for b in range(self.num_envs))
+        return tuple(self._engine.render(b, self.render_mode) for b in range(self.num_envs))
 
     # -- snapshots ---------------------------------------------------------------------------------
     def snapshot(self, index: int) -> bytes:
         """Sub-env ``index``'s current episode as snapshot bytes (``dime_gym.snapshot``)."""
         if not self._has_reset:
             raise RuntimeError("call reset() before snapshot()")
-        b = self._index(index)
-        return encode_snapshot(self._task_ids[b], self._params[b], self._states[b], self._facts[b])
+        return self._engine.snapshot(self._index(index))
 
     def restore(self, snapshot: bytes, indices=None):
         """Load one snapshot into the sub-envs ``indices`` (an int, a sequence, a bool mask or
@@ -264,39 +255,29 @@ class DimeVectorEnv(VectorEnv):
             raise RuntimeError("before the first reset(), restore into every sub-env (indices=None); "
                                "otherwise call reset() first so the other sub-envs hold seeded episodes")
         rows = np.flatnonzero(mask)
-        facts = dict(contents.facts)  # (decode_snapshot guarantees a dict; copied before any write)
-        self._params[rows] = contents.params
-        self._states[rows] = contents.state
-        limit = min(int(contents.params["episode_steps"]), self.max_episode_steps)
-        self._step_limit[rows] = limit
-        for b in rows.tolist():
-            self._task_ids[b] = contents.task
-            self._facts[b] = dict(facts)
-        self._task_array[rows] = contents.task
-        over = int(contents.state["step"]) >= limit
+        self._engine.load(contents, rows)
+        over = int(contents.state["step"]) >= min(int(contents.params["episode_steps"]), self.max_episode_steps)
         self._pending_reset[rows] = over and self.autoreset_mode == AutoresetMode.NEXT_STEP
         self._ended[rows] = over and self.autoreset_mode == AutoresetMode.DISABLED
         self._has_reset = True
-        out = BatchOutputs.allocate(n)
-        advance_batch(self._params, self._states, np.zeros((n, 4), dtype=np.int64), ~self._all_stepping,
-                      self._step_limit, out, self.parallel)
-        return self._observation(out), self._infos(out, mask)
+        out = self._engine.observe(self.parallel)
+        return self._engine.observation(out), self._infos(out, mask)
 
     # -- read-only views for analysis --------------------------------------------------------------
     @property
     def tasks(self) -> tuple[str, ...]:
         """The task id of every sub-env."""
-        return tuple(self._task_ids)
+        return tuple(self._engine.task_ids.tolist())
 
     @property
     def state_records(self) -> np.ndarray:
         """A copy of the (num_envs,) ``STATE_DTYPE`` records."""
-        return self._states.copy()
+        return self._engine.states.copy()
 
     @property
     def facts(self) -> tuple[dict, ...]:
         """Each sub-env's episode facts (fault step, faulty node, ...)."""
-        return tuple(dict(f) for f in self._facts)
+        return tuple(dict(e.facts) if e is not None else {} for e in self._engine.episodes)
 
     # -- helpers -----------------------------------------------------------------------------------
     def _expand_tasks(self, task) -> list[str]:
@@ -322,21 +303,12 @@ class DimeVectorEnv(VectorEnv):
         (or there is none yet), else from ``rng``, which is advanced."""
         if seed is not None or rng is None:
             rng = seeding.np_random(seed)[0]
-        options = self._trace_options if "trace_path" in get_task(task).options else {}
-        return rng, build_episode(task, int(rng.integers(0, 2**63 - 1)), **options)
+        return rng, self._engine.draw_episode(task, rng)
 
-    def _start(self, b: int, task: str, rng: np.random.Generator, episode) -> None:
-        """Install a new episode (from ``_new_episode``) in sub-env ``b``."""
+    def _start(self, b: int, rng: np.random.Generator, episode) -> None:
+        """Install a new episode (from ``_new_episode``) in sub-env ``b``; ``rng`` seeds its next."""
         self._env_rngs[b] = rng
-        self._task_ids[b] = task
-        self._task_array[b] = task
-        self._params[b] = episode.params
-        self._states[b] = episode.state
-        self._facts[b] = episode.facts
-        self._step_limit[b] = min(int(episode.params["episode_steps"]), self.max_episode_steps)
-
-    def _observation(self, out: BatchOutputs) -> dict[str, np.ndarray]:
-        return observation_from_buffers(out.node_obs, out.flag_obs, out.scalar_obs, out.step_obs)
+        self._engine.start(b, episode)
 
     def _infos(self, out: BatchOutputs, mask: np.ndarray) -> dict:
         return {
@@ -346,6 +318,6 @@ class DimeVectorEnv(VectorEnv):
             "_score": mask.copy(),
             "action_errors": out.action_errors,
             "_action_errors": mask.copy(),
-            "task": self._task_array.copy(),
+            "task": self._engine.task_ids.copy(),
             "_task": mask.copy(),
         }

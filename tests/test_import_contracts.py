@@ -178,6 +178,7 @@ def test_import_contracts__the_graph_sees_real_edges(graph):
     assert "dime_gym.commands" in graph["dime_gym.oracle"]
     assert "dime_gym.text.env" in graph["dime_gym.registration"]
     assert "dime_gym.env" in graph["dime_gym"]  # the facade's lazy import counts
+    assert {"dime_gym.engine"} <= graph["dime_gym.env"] & graph["dime_gym.vector"] & graph["dime_gym.counterfactual"]
 
 
 # --- the checks themselves can fail ---------------------------------------------------------------

@@ -22,7 +22,7 @@ def visited_states(task: str, seed: int, every: int = 5):
     done = False
     while not done:
         if int(obs["step"][0]) % every == 0:
-            yield env._params.copy(), env._states.copy()
+            yield env._engine.params.copy(), env._engine.states.copy()
         obs, _, terminated, truncated, _ = env.step(oracle_policy(obs))
         done = terminated or truncated
 
