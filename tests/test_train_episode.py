@@ -18,7 +18,7 @@ from dime_trainer.episode_rewards import EPISODE_REWARD_NAMES  # noqa: E402
 from dime_trainer.rollout import EpisodeRollout  # noqa: E402
 
 pytestmark = pytest.mark.slow  # trains a tiny model: deselect with -m "not slow"
-# two turns of at most 48 tokens; 640 tokens hold both answers and the env's ~280-token user turn
+# two turns of at most 48 tokens; 640 tokens hold both answers and the env's user turn (<= 434 tiny-tokenizer tokens)
 EPISODE = ["--rollout", "episode", "--episode_turns", "2", "--episode_turn_max_tokens", "48", "--max_completion_length", "640"]
 
 
