@@ -100,13 +100,10 @@ class VLLMTurnGenerator:
 
 
 def turn_generator(trainer):
-    """The backend TRL itself would generate with: vLLM when ``use_vllm`` (its
-    ``trainer.vllm_generation``), else transformers. Raises ``ValueError`` for TRL's
-    continuous-batching path, which has no per-turn entry point here."""
+    """vLLM when the trainer uses it (``use_vllm``: its ``trainer.vllm_generation``), else
+    transformers ``generate`` (also when ``use_transformers_continuous_batching`` is set: TRL's
+    continuous batching has no per-turn entry point)."""
     transformers_backend = TransformersTurnGenerator(trainer)
     if getattr(trainer, "use_vllm", False):
         return VLLMTurnGenerator(trainer.vllm_generation, transformers_backend.stop_token_ids)
-    if getattr(trainer, "use_transformers_continuous_batching", False):
-        raise ValueError("episode rollouts generate with vLLM (use_vllm) or plain transformers generate; "
-                         "set use_transformers_continuous_batching false")
     return transformers_backend

@@ -17,17 +17,9 @@ from dime_trainer.cli import expand_shortcuts, make_parser, train  # noqa: E402
 from dime_trainer.episode_rewards import EPISODE_REWARD_NAMES  # noqa: E402
 from dime_trainer.rollout import EpisodeRollout  # noqa: E402
 
-pytestmark = pytest.mark.slow  # trains a tiny model: deselect with -m "not slow"
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_torch_thread")]  # trains a tiny model: deselect with -m "not slow"
 # two turns of at most 48 tokens; 640 tokens hold both answers and the env's user turn (<= 434 tiny-tokenizer tokens)
 EPISODE = ["--rollout", "episode", "--episode_turns", "2", "--episode_turn_max_tokens", "48", "--max_completion_length", "640"]
-
-
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def run(*argv):
@@ -48,7 +40,6 @@ def first_run(tmp_path_factory):
         return result
 
     with pytest.MonkeyPatch.context() as patch:
-        torch.set_num_threads(1)
         patch.setattr(EpisodeRollout, "play", recording_play)
         trainer = run("--output_dir", str(out), "--max_steps", "2", "--save_steps", "1", "--dataset_path", str(out / "prompts"))
     return out, trainer, rollouts
