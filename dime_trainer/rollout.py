@@ -33,8 +33,9 @@ the current user message, whose ``last_command`` carries the feedback). A TRL co
 token sequence, so here turn t also sees turns 1..t-1 as chat history. Turn 1 is identical to
 dime-eval's; every user message is identical to what dime-eval would show in that state.
 
-An answer cut off at the per-turn budget is closed with the EOS token (an environment token,
-so the chat stays well-formed), scored ``FORMAT_CUT_OFF`` for format, and, with
+An answer cut off at the per-turn budget (or stopped by another stop token than the
+template's end-of-turn EOS) is closed with that EOS as an environment token, so the chat stays
+well-formed; a cut-off answer is scored ``FORMAT_CUT_OFF`` for format, and, with
 ``mask_truncated_completions``, its tokens are masked out of the loss (DAPO's rule, per turn:
 the completion as a whole always ends in EOS, so TRL's own check never fires).
 """
@@ -83,9 +84,10 @@ class EpisodeSettings:
             raise ValueError(f"episode_continuation must be one of {', '.join(EPISODE_CONTINUATIONS)}, got {self.continuation!r}")
         if self.continuation_steps is not None and int(self.continuation_steps) < 0:
             raise ValueError(f"episode_continuation_steps must be >= 0 or None (to the episode's end), got {self.continuation_steps}")
-        if max_completion_length is not None and int(self.turn_max_tokens) > int(max_completion_length):
-            raise ValueError(f"episode_turn_max_tokens ({self.turn_max_tokens}) must fit in max_completion_length "
-                             f"({max_completion_length}), the budget of a whole episode's model and environment tokens")
+        if max_completion_length is not None and int(self.turn_max_tokens) >= int(max_completion_length):
+            raise ValueError(f"episode_turn_max_tokens ({self.turn_max_tokens}) and a closing EOS must fit in "
+                             f"max_completion_length ({max_completion_length}), the budget of a whole episode's model "
+                             "and environment tokens")
         return self
 
 
@@ -230,8 +232,8 @@ class EpisodeRollout:
                 play.turn_format[i].append(format_score(parsed) if finished else FORMAT_CUT_OFF)
                 play.turn_validity[i].append(validity_score(parsed))
                 play.append(i, ids, 0 if (mask_cut_off_turns and not finished) else 1, logprobs)
-                if not finished:  # close the turn for the chat; the EOS is not the model's token
-                    play.append(i, [turns.eos_token_id], 0)
+                if not ids or ids[-1] != turns.eos_token_id:  # cut off, or stopped by pad: close the turn
+                    play.append(i, [turns.eos_token_id], 0)  # for the chat; this EOS is not the model's token
                 actions[i] = answer_action(parsed)
                 answers[i] = (text, parsed)
                 cut_off += not finished
@@ -301,12 +303,13 @@ class _Play:
 
     def open_turn(self, turn: int, settings: EpisodeSettings, max_completion_length: int) -> list[int]:
         """The rows that answer this turn; from turn 2 on, each first gets the env's user message
-        (mask 0), unless it would not fit with a full answer: then the continuation takes over."""
+        (mask 0), unless it would not fit with a full answer and a closing EOS: then the
+        continuation takes over."""
         asking = []
         for i in np.flatnonzero(self.phase == _MODEL).tolist():
             if turn > 0:
                 suffix = self.turns.user_turn(self.user_messages[i])
-                if len(self.completion_ids[i]) + len(suffix) + settings.turn_max_tokens > max_completion_length:
+                if len(self.completion_ids[i]) + len(suffix) + settings.turn_max_tokens + 1 > max_completion_length:
                     self._stop_model_turns(i)
                     continue
                 self.append(i, suffix, 0)
