@@ -104,7 +104,7 @@ def score_actions(
         if not active.any():
             break
         weight *= discount
-        next_actions = _continue(continuation, observation_from_buffers(out.node_obs, out.flag_obs, out.scalar_obs, out.step_obs), k)
+        next_actions = continuation_actions(continuation, observation_from_buffers(out.node_obs, out.flag_obs, out.scalar_obs, out.step_obs), k)
         out = BatchOutputs.allocate(k)
         advance_batch(params, states, next_actions, active, step_limit, out, parallel)
         returns += weight * out.rewards
@@ -114,8 +114,10 @@ def score_actions(
                                 scores=out.scores, steps=steps)
 
 
-def _continue(continuation, batched_obs: dict[str, np.ndarray], k: int) -> np.ndarray:
-    """The continuation policy's (K, 4) actions for a batched observation."""
+def continuation_actions(continuation, batched_obs: dict[str, np.ndarray], k: int) -> np.ndarray:
+    """The continuation policy's (K, 4) int64 actions for a batched observation (a Dict of
+    (K, ...) arrays): ``"noop"``, ``"oracle"`` or a policy, as ``score_actions`` takes it.
+    Also what plays on after a language model's turns in ``dime-train``'s episode rollouts."""
     if isinstance(continuation, str) and continuation == "noop":
         return np.zeros((k, 4), dtype=np.int64)
     if getattr(continuation, "batched", False):
@@ -134,4 +136,4 @@ def _continue(continuation, batched_obs: dict[str, np.ndarray], k: int) -> np.nd
     return np.stack(rows)
 
 
-__all__ = ["CONTINUATIONS", "CounterfactualScores", "score_actions"]
+__all__ = ["CONTINUATIONS", "CounterfactualScores", "continuation_actions", "score_actions"]

@@ -269,13 +269,18 @@ DEFAULT_ENV_REWARD_DISCOUNT = 0.5
 DEFAULT_ENV_REWARD_CONTINUATION = "oracle"
 # The design before it, kept for comparisons (benchmarks, tests): equal weights, one-step env reward.
 OLD_REWARD_DESIGN = {"reward_weights": [1.0, 1.0, 1.0, 1.0], "env_reward_horizon": 0}
+# What a completion is: one answer to one state (step mode, these rewards), or several turns of
+# an episode played by dime_trainer.rollout.EpisodeRollout (dime_trainer.episode_rewards).
+ROLLOUT_MODES = ("step", "episode")
 
 
 def build_rewards(config: Mapping) -> tuple[list, list[float]]:
     """The recipe's reward functions and weights, as ``dime-train`` uses them.
 
     Args:
-        config: a mapping with the recipe YAML's keys (any others are ignored):
+        config: a mapping with the recipe YAML's keys (any others are ignored). With
+            ``rollout: episode`` the episode rewards are built instead
+            (:func:`dime_trainer.episode_rewards.build_episode_rewards`); otherwise:
             ``reward_weights`` (four numbers in ``REWARD_NAMES`` order; missing or ``None``:
             ``DEFAULT_REWARD_WEIGHTS``), ``env_reward_horizon``, ``env_reward_discount``,
             ``env_reward_continuation`` (missing or ``None``: the ``DEFAULT_ENV_REWARD_*``), and
@@ -286,13 +291,20 @@ def build_rewards(config: Mapping) -> tuple[list, list[float]]:
         ``(funcs, weights)`` for ``GRPOTrainer(reward_funcs=funcs, args=GRPOConfig(reward_weights=weights))``.
 
     Raises:
-        ValueError: weights of the wrong length or not finite, or a bad horizon, discount or
-            continuation.
+        ValueError: an unknown ``rollout``, weights of the wrong length or not finite, or a bad
+            horizon, discount or continuation.
     """
     def get(key, default):
         value = config.get(key)
         return default if value is None else value
 
+    rollout = get("rollout", "step")
+    if rollout not in ROLLOUT_MODES:
+        raise ValueError(f"rollout must be one of {', '.join(ROLLOUT_MODES)}, got {rollout!r}")
+    if rollout == "episode":
+        from dime_trainer.episode_rewards import build_episode_rewards
+
+        return build_episode_rewards(config)
     weights = [float(w) for w in get("reward_weights", DEFAULT_REWARD_WEIGHTS)]
     if len(weights) != len(REWARD_NAMES) or not all(math.isfinite(w) for w in weights):
         raise ValueError(f"reward_weights must be {len(REWARD_NAMES)} finite numbers for {', '.join(REWARD_NAMES)}, "

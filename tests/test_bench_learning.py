@@ -97,3 +97,22 @@ def test_bench_learning__toy_run_prints_the_paired_difference(tmp_path):
                      r"\(95 % CI [-+]\d\.\d{4} to [-+]\d\.\d{4}\), p = ", out), out
     assert "rewards/reward_env/mean" in out and "wall time:" in out
     assert (tmp_path / "eval" / "base.summary.json").exists() and (tmp_path / "eval" / "old.summary.json").exists()
+
+
+def test_cpu_learning_config__episode_design_parses_and_fits_its_budget():
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    try:
+        from bench_learning import DESIGNS, EPISODE_TURNS, episode_time_lines
+    finally:
+        sys.path.remove(str(REPO / "benchmarks"))
+    from dime_trainer.cli import episode_settings_of
+
+    dime, grpo, _ = parse(["--config", "cpu_learning", "--model_name_or_path", "x", *DESIGNS["episode"]])
+    settings = episode_settings_of(dime, grpo.max_completion_length)
+    assert settings.turns == EPISODE_TURNS and grpo.save_steps == grpo.max_steps  # one checkpoint, at the end
+    # the tiny tokenizer's user turns are at most 434 tokens: every turn fits the episode budget
+    assert EPISODE_TURNS * settings.turn_max_tokens + (EPISODE_TURNS - 1) * 434 <= grpo.max_completion_length
+    rows = [{"dime/episode/generation_s_per_turn": 2.0, "dime/episode/env_s_per_turn": 0.02, "dime/episode/continuation_s": 0.1}]
+    assert episode_time_lines(rows) == ["episode rollouts, per batched turn: generation 2.000 s, env (step, render, tokenize) "
+                                        "0.0200 s (1.0% of generation); oracle continuation 0.100 s per batch"]
+    assert episode_time_lines([{"reward": 1.0}]) == []  # step mode logs no episode times
