@@ -3,6 +3,7 @@
     python benchmarks/bench_learning.py                       # default reward design
     python benchmarks/bench_learning.py --design old          # equal weights, horizon 0
     python benchmarks/bench_learning.py --design default old  # both, one shared base model and base eval
+    python benchmarks/bench_learning.py --design default episode   # step mode vs episode mode (dime-train --rollout episode)
 
 For each design: build the base model (a tiny Qwen3 made in code, warm-started as a *mediocre*
 operator: ``save_tiny_qwen3(random_fraction=...)`` imprints well-formed answers whose command is
@@ -13,7 +14,10 @@ cpu_learning`` (the shipped config), evaluate the trained model with the same pr
 interval and the sign-flip permutation p-value. Also printed: the mean training reward (and each
 reward term) at the start and at the end of training, from the trainer's ``log_history``; the
 reward-greedy probe's score (the policy the design's rewards converge to, on the same tasks and
-seeds: what the design would teach a model able to learn it fully); and the wall time of each stage.
+seeds: what the design would teach a model able to learn it fully); and the wall time of each stage. The ``episode`` design trains in episode mode (each
+completion is up to ``EPISODE_TURNS`` turns of an episode, finished by the oracle, scored by the
+episode rewards; README "Step mode vs episode mode") and also prints the generation and env time
+per turn; the reward-greedy probe is a step-mode notion and is skipped for it.
 
 Everything runs as subprocesses (``python -m dime_trainer.cli`` / ``python -m
 dime_trainer.evaluation.cli``), exactly as a user would run them; results go under ``--out``.
@@ -40,9 +44,18 @@ DESIGNS = {
     "default": [],
     "old": ["--reward_weights", "1", "1", "1", "1", "--env_reward_horizon", "0"],
 }
+# Episode mode on the same config: 3 answers of <= 48 tokens per completion (the tiny tokenizer's
+# user turns are 320 tokens on average, 434 at most, so 1,024 tokens hold 3 answers and 2 user
+# turns), the oracle finishing the episode, and half the steps (each trains on up to 3 answers
+# per completion, generated on ~2k-token contexts, so 60 steps see more answers than 120 do).
+EPISODE_TURNS = 3
+DESIGNS["episode"] = ["--rollout", "episode", "--episode_turns", str(EPISODE_TURNS), "--episode_turn_max_tokens", "48",
+                      "--max_completion_length", "1024", "--max_steps", "60", "--save_steps", "60"]
 TASKS = "node_failure,flash_crowd,retry_storm,hot_shard_skew"  # = cpu_learning.yaml's training tasks
 REWARD_KEYS = ("reward", "rewards/reward_format/mean", "rewards/reward_validity/mean", "rewards/reward_env/mean",
-               "rewards/reward_triage/mean")
+               "rewards/reward_triage/mean", "rewards/reward_episode_format/mean", "rewards/reward_episode_validity/mean",
+               "rewards/reward_episode_return/mean", "rewards/reward_episode_score/mean")
+EPISODE_TIME_KEYS = ("dime/episode/generation_s_per_turn", "dime/episode/env_s_per_turn", "dime/episode/continuation_s")
 
 
 def parse_args(argv=None):
@@ -56,9 +69,14 @@ def parse_args(argv=None):
     p.add_argument("--train-tasks", default=None, help="training tasks (default: the config's)")
     p.add_argument("--dataset-episodes", type=int, default=None, help="episodes per training task (default: the config's)")
     p.add_argument("--eval-max-steps", type=int, default=None, help="cut eval episodes short (toy runs only)")
-    p.add_argument("--imprint-steps", type=int, default=400)
-    p.add_argument("--random-fraction", type=float, default=0.4, help="warm start: share of random-command answers")
-    p.add_argument("--states-per-task", type=int, default=6, help="warm start: oracle states per task")
+    p.add_argument("--hidden-size", type=int, default=128, help="base model width (2 layers)")
+    p.add_argument("--imprint-steps", type=int, default=800, help="warm start: supervised steps")
+    p.add_argument("--imprint-batch", type=int, default=4, help="warm start: examples per supervised step")
+    p.add_argument("--imprint-episodes", type=int, default=8,
+                   help="warm start: oracle episodes per training task (training seeds), every state")
+    p.add_argument("--acting-share", type=float, default=0.5,
+                   help="warm start: share of examples drawn from states where the oracle acts")
+    p.add_argument("--random-fraction", type=float, default=0.3, help="warm start: share of random-command answers")
     p.add_argument("--seed", type=int, default=0, help="base model, imprint and training seed")
     p.add_argument("--sampling-seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=1, help="torch threads per process (1: robust on a shared machine)")
@@ -82,11 +100,14 @@ def build_base(args, path: pathlib.Path) -> float:
     t0 = time.perf_counter()
     import torch
 
+    from dime_gym.splits import train_seeds
     from dime_trainer.tiny_model import save_tiny_qwen3
 
     torch.set_num_threads(args.threads)
-    save_tiny_qwen3(path, seed=args.seed, imprint_steps=args.imprint_steps, random_fraction=args.random_fraction,
-                    states_per_task=args.states_per_task, with_last_command=True)
+    save_tiny_qwen3(path, seed=args.seed, hidden_size=args.hidden_size, imprint_steps=args.imprint_steps,
+                    batch_size=args.imprint_batch, random_fraction=args.random_fraction, acting_share=args.acting_share,
+                    tasks=(args.train_tasks or TASKS).split(","), seeds=train_seeds(args.imprint_episodes),
+                    states_per_task=None, with_last_command=True)
     return time.perf_counter() - t0
 
 
@@ -123,6 +144,16 @@ def curve_lines(rows: list[dict]) -> list[str]:
             b = sum(r[key] for r in last) / len(last)
             lines.append(f"  {key:32s} {a:+.3f} -> {b:+.3f}")
     return lines
+
+
+def episode_time_lines(rows: list[dict]) -> list[str]:
+    """Episode mode: where a generation batch's time goes (means over the logged windows)."""
+    times = {key: sum(r[key] for r in rows) / len(rows) for key in EPISODE_TIME_KEYS if rows and key in rows[0]}
+    if len(times) < len(EPISODE_TIME_KEYS):
+        return []
+    gen, env, cont = (times[k] for k in EPISODE_TIME_KEYS)
+    return [f"episode rollouts, per batched turn: generation {gen:.3f} s, env (step, render, tokenize) {env:.4f} s "
+            f"({env / gen:.1%} of generation); oracle continuation {cont:.3f} s per batch"]
 
 
 def reward_greedy_lines(design: str, tasks: str, seeds: int) -> list[str]:
@@ -186,8 +217,9 @@ def main(argv=None) -> int:
                                 "--json", str(cmp_json)], capture_output=True, text=True, env=env, cwd=REPO, check=True).stdout
         o = json.loads(cmp_json.read_text())["overall"]
         print(f"\n=== design {design}: {' '.join(DESIGNS[design]) or '(the recipe defaults)'} ===")
-        print("\n".join(curve_lines(reward_curve(train_dir))))
-        if not args.no_probe:
+        curve = reward_curve(train_dir)
+        print("\n".join(curve_lines(curve) + episode_time_lines(curve)))
+        if not args.no_probe and design != "episode":
             print("\n".join(reward_greedy_lines(design, args.tasks, args.seeds)))
         print(table)
         print(f"paired difference ({design} - base) in mean dime-eval score: {o['diff']:+.4f} "

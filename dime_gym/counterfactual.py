@@ -100,7 +100,7 @@ def score_actions(
         if not active.any():
             break
         weight *= discount
-        next_actions = _continue(continuation, engine.observation(out), k)
+        next_actions = continuation_actions(continuation, engine.observation(out), k)
         out = engine.step(next_actions, active, parallel)
         returns += weight * out.rewards
         steps += active
@@ -109,8 +109,10 @@ def score_actions(
                                 scores=out.scores, steps=steps)
 
 
-def _continue(continuation, batched_obs: dict[str, np.ndarray], k: int) -> np.ndarray:
-    """The continuation policy's (K, 4) actions for a batched observation."""
+def continuation_actions(continuation, batched_obs: dict[str, np.ndarray], k: int) -> np.ndarray:
+    """The continuation policy's (K, 4) int64 actions for a batched observation (a Dict of
+    (K, ...) arrays): ``"noop"``, ``"oracle"`` or a policy, as ``score_actions`` takes it.
+    Also what plays on after a language model's turns in ``dime-train``'s episode rollouts."""
     if isinstance(continuation, str) and continuation == "noop":
         return np.zeros((k, 4), dtype=np.int64)
     if getattr(continuation, "batched", False):
@@ -127,4 +129,4 @@ def _continue(continuation, batched_obs: dict[str, np.ndarray], k: int) -> np.nd
     return np.stack(rows)
 
 
-__all__ = ["CONTINUATIONS", "CounterfactualScores", "score_actions"]
+__all__ = ["CONTINUATIONS", "CounterfactualScores", "continuation_actions", "score_actions"]

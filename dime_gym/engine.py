@@ -58,12 +58,16 @@ class Engine:
         episode = Episode(task=get_task(contents.task), params=contents.params, state=contents.state, facts=contents.facts)
         engine.episodes = [episode] * k
         engine.task_ids = np.full(k, contents.task, dtype=object)
-        engine.step_limit = np.full(k, int(contents.params["episode_steps"]), dtype=np.int64)
         engine.max_episode_steps = MAX_EPISODE_STEPS
+        engine.step_limit = np.full(k, engine.step_limit_for(contents.params), dtype=np.int64)
         engine.task_options = {}
         return engine
 
     # -- episodes ------------------------------------------------------------------------------
+    def step_limit_for(self, params) -> int:
+        """The step at which an episode with ``params`` (a ``PARAMS_DTYPE`` record) is truncated."""
+        return min(int(params["episode_steps"]), self.max_episode_steps)
+
     def draw_episode(self, task: str, rng: np.random.Generator) -> Episode:
         """A new episode of ``task`` whose seed is drawn from ``rng`` (which advances)."""
         options = self.task_options if "trace_path" in get_task(task).options else {}
@@ -75,7 +79,7 @@ class Engine:
         self.task_ids[row] = episode.task.id
         self.params[row] = episode.params
         self.states[row] = episode.state
-        self.step_limit[row] = min(int(episode.params["episode_steps"]), self.max_episode_steps)
+        self.step_limit[row] = self.step_limit_for(episode.params)
 
     def load(self, contents: SnapshotContents, rows: np.ndarray) -> None:
         """Continue the snapshotted episode in every row of ``rows`` (indices), each with its
@@ -83,7 +87,7 @@ class Engine:
         task = get_task(contents.task)
         self.params[rows] = contents.params
         self.states[rows] = contents.state
-        self.step_limit[rows] = min(int(contents.params["episode_steps"]), self.max_episode_steps)
+        self.step_limit[rows] = self.step_limit_for(contents.params)
         self.task_ids[rows] = contents.task
         for row in rows.tolist():
             self.episodes[row] = Episode(task=task, params=contents.params, state=contents.state, facts=dict(contents.facts))

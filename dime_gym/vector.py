@@ -256,7 +256,7 @@ class DimeVectorEnv(VectorEnv):
                                "otherwise call reset() first so the other sub-envs hold seeded episodes")
         rows = np.flatnonzero(mask)
         self._engine.load(contents, rows)
-        over = int(contents.state["step"]) >= min(int(contents.params["episode_steps"]), self.max_episode_steps)
+        over = int(contents.state["step"]) >= self._engine.step_limit_for(contents.params)
         self._pending_reset[rows] = over and self.autoreset_mode == AutoresetMode.NEXT_STEP
         self._ended[rows] = over and self.autoreset_mode == AutoresetMode.DISABLED
         self._has_reset = True

@@ -2,6 +2,8 @@
 
 * ``data``: prompt datasets of cluster states with exact snapshots (``build_prompt_dataset``);
 * ``rewards``: the four GRPO reward callbacks (format, validity, env, triage);
+* ``rollout``, ``turn_generation``, ``episode_rewards``: episode mode (``--rollout episode``), a
+  TRL ``rollout_func`` that plays several turns per completion, and its rewards;
 * ``monitor``: a ``TrainerCallback`` that warns when GRPO stops learning;
 * ``lora_sync``: LoRA weights streamed to vLLM merged out of place (base weights untouched);
 * ``cli``: the ``dime-train`` script; ``tiny_model``: a tiny Qwen3 for CPU smoke runs;

@@ -2,6 +2,7 @@
 
     dime-train --config configs/qwen3_8b_grpo.yaml [--learning_rate 1e-5 ...]
     dime-train --smoke                     # tiny Qwen3 built in code, a few steps on CPU
+    dime-train --config configs/qwen3_8b_episode_grpo.yaml   # whole-episode GRPO (--rollout episode)
 
 Arguments are ``DimeArguments`` (the dataset and rewards) + TRL's ``GRPOConfig`` + ``ModelConfig``,
 parsed by ``TrlParser``: ``--config file.yaml`` sets defaults and command-line flags override it.
@@ -44,6 +45,22 @@ class DimeArguments:
     env_reward_continuation: str | None = dataclasses.field(
         default=None, metadata={"help": "reward_env: who acts in the lookahead steps, 'noop' (the answer's throttle stays "
                                         "in force) or 'oracle' (default: DEFAULT_ENV_REWARD_CONTINUATION)."})
+    rollout: str = dataclasses.field(
+        default="step", metadata={"help": "What a completion is: 'step' (one answer to one state, scored by reward_env "
+                                          "and friends) or 'episode' (up to episode_turns answers in a row from the "
+                                          "state, the env's replies in between; dime_trainer.rollout)."})
+    episode_turns: int = dataclasses.field(default=4, metadata={"help": "Episode mode: model turns per rollout at most (K)."})
+    episode_turn_max_tokens: int = dataclasses.field(
+        default=256, metadata={"help": "Episode mode: new tokens per answer (max_completion_length bounds the whole "
+                                       "episode, model and env tokens)."})
+    episode_continuation: str = dataclasses.field(
+        default="oracle", metadata={"help": "Episode mode: who plays after the model's turns, 'oracle', 'noop' or "
+                                            "'none' (stop there)."})
+    episode_continuation_steps: int | None = dataclasses.field(
+        default=None, metadata={"help": "Episode mode: continuation steps at most (default: to the episode's end)."})
+    episode_reward_discount: float | None = dataclasses.field(
+        default=None, metadata={"help": "Episode mode: reward_episode_return's discount (default: "
+                                        "dime_trainer.episode_rewards.DEFAULT_EPISODE_REWARD_DISCOUNT)."})
     tiny_model: bool = dataclasses.field(
         default=False, metadata={"help": "Build a tiny Qwen3 in <output_dir>/tiny-qwen3 and train it (CPU smoke runs)."})
     merge_adapter: bool = dataclasses.field(
@@ -165,10 +182,11 @@ def train(dime_args: DimeArguments, training_args, model_args):
     from dime_trainer.rewards import build_rewards
 
     parse_tasks(dime_args.tasks)  # a typo fails now, not after the model downloads
-    try:  # the recipe's rewards (also a bad weight or horizon fails before anything loads)
+    try:  # the recipe's rewards (also a bad weight, horizon or episode setting fails before anything loads)
         reward_funcs, training_args.reward_weights = build_rewards(
             {**dataclasses.asdict(dime_args), "reward_weights": training_args.reward_weights,
              "max_completion_length": training_args.max_completion_length})
+        episode_settings = episode_settings_of(dime_args, training_args.max_completion_length)
     except ValueError as exc:
         raise SystemExit(f"dime-train: error: {exc}") from None
     if dime_args.torch_threads:
@@ -198,6 +216,11 @@ def train(dime_args: DimeArguments, training_args, model_args):
     except (OSError, ValueError) as exc:  # missing path or hub id, no network, a malformed id
         raise SystemExit(f"dime-train: error: cannot load model {model_args.model_name_or_path!r}: {exc}") from None
     dataset = prepare_dataset_main_first(dime_args, training_args)
+    rollout_func = None
+    if episode_settings is not None:
+        from dime_trainer.rollout import EpisodeRollout
+
+        rollout_func = EpisodeRollout.from_dataset(dataset, episode_settings)
     trainer = GRPOTrainer(
         model=model_args.model_name_or_path,
         reward_funcs=reward_funcs,
@@ -206,9 +229,11 @@ def train(dime_args: DimeArguments, training_args, model_args):
         processing_class=tokenizer,
         peft_config=get_peft_config(model_args),
         callbacks=[TrainingHealthMonitor()],
+        rollout_func=rollout_func,
     )
-    # "cut off" as TRL counts it (completions/clipped_ratio, mask_truncated_completions): no EOS or pad at the end
-    reward_funcs[0].stop_token_ids = frozenset(t for t in [*trainer.eos_token_ids, tokenizer.pad_token_id] if t is not None)
+    if hasattr(reward_funcs[0], "stop_token_ids"):  # step mode's LengthCappedFormatReward
+        # "cut off" as TRL counts it (completions/clipped_ratio, mask_truncated_completions): no EOS or pad at the end
+        reward_funcs[0].stop_token_ids = frozenset(t for t in [*trainer.eos_token_ids, tokenizer.pad_token_id] if t is not None)
     if getattr(trainer, "vllm_generation", None) is not None:
         install_out_of_place_lora_sync(trainer.vllm_generation)
     trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
@@ -216,6 +241,18 @@ def train(dime_args: DimeArguments, training_args, model_args):
     if dime_args.merge_adapter and trainer.accelerator.is_main_process:
         merge_adapter(model_args.model_name_or_path, training_args.output_dir, pathlib.Path(training_args.output_dir) / "merged")
     return trainer
+
+
+def episode_settings_of(dime_args: DimeArguments, max_completion_length: int):
+    """The ``EpisodeSettings`` of an episode-mode run (``None`` in step mode); ``ValueError``
+    for a bad setting."""
+    if dime_args.rollout != "episode":
+        return None
+    from dime_trainer.rollout import EpisodeSettings
+
+    return EpisodeSettings(turns=dime_args.episode_turns, turn_max_tokens=dime_args.episode_turn_max_tokens,
+                           continuation=dime_args.episode_continuation,
+                           continuation_steps=dime_args.episode_continuation_steps).validated(max_completion_length)
 
 
 def merge_adapter(base_model: str, adapter_dir: str | pathlib.Path, path: str | pathlib.Path) -> pathlib.Path:

@@ -26,11 +26,14 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 
 from dime_gym.text import ParsedAnswer, parse_answer
-
-FORMAT_RANGE = (-3.0, 3.0)
-VALIDITY_RANGE = (-2.0, 2.0)
-ENV_RANGE = (-5.0, 5.0)
-TRIAGE_RANGE = (-0.5, 1.0)
+from dime_trainer.reward_scales import (  # noqa: F401 - re-exported: the ranges are part of this module's API
+    ENV_RANGE,
+    FLAT_ENV_GROUPS_METRIC,
+    FORMAT_RANGE,
+    TRIAGE_RANGE,
+    UNCLOSED_THINK_METRIC,
+    VALIDITY_RANGE,
+)
 
 # reward_format: +3 for the exact scaffold, minus these for each tolerance the answer needed.
 FORMAT_PENALTIES = {
@@ -49,9 +52,6 @@ NO_COMMAND_KINDS = frozenset({"no_command", "bad_json", "multiple_commands"})
 CUT_OFF_KINDS = frozenset({"unclosed_think", "too_long", "not_text"})
 
 VALIDITY_CLEAN, VALIDITY_TOLERATED, VALIDITY_BAD_COMMAND, VALIDITY_NO_COMMAND = 2.0, 1.0, -1.0, -2.0
-# logged through TRL's log_metric and read by the monitor
-UNCLOSED_THINK_METRIC = "dime/unclosed_think_frac"
-FLAT_ENV_GROUPS_METRIC = "dime/env_flat_group_frac"  # groups whose completions all got one env reward
 TRIAGE_SAME_ACTION, TRIAGE_SAME_KIND, TRIAGE_OTHER, TRIAGE_UNPARSABLE = 1.0, 0.25, -0.1, -0.5
 
 
@@ -269,13 +269,18 @@ DEFAULT_ENV_REWARD_DISCOUNT = 0.5
 DEFAULT_ENV_REWARD_CONTINUATION = "oracle"
 # The design before it, kept for comparisons (benchmarks, tests): equal weights, one-step env reward.
 OLD_REWARD_DESIGN = {"reward_weights": [1.0, 1.0, 1.0, 1.0], "env_reward_horizon": 0}
+# What a completion is: one answer to one state (step mode, these rewards), or several turns of
+# an episode played by dime_trainer.rollout.EpisodeRollout (dime_trainer.episode_rewards).
+ROLLOUT_MODES = ("step", "episode")
 
 
 def build_rewards(config: Mapping) -> tuple[list, list[float]]:
     """The recipe's reward functions and weights, as ``dime-train`` uses them.
 
     Args:
-        config: a mapping with the recipe YAML's keys (any others are ignored):
+        config: a mapping with the recipe YAML's keys (any others are ignored). With
+            ``rollout: episode`` the episode rewards are built instead
+            (:func:`dime_trainer.episode_rewards.build_episode_rewards`); otherwise:
             ``reward_weights`` (four numbers in ``REWARD_NAMES`` order; missing or ``None``:
             ``DEFAULT_REWARD_WEIGHTS``), ``env_reward_horizon``, ``env_reward_discount``,
             ``env_reward_continuation`` (missing or ``None``: the ``DEFAULT_ENV_REWARD_*``), and
@@ -286,13 +291,20 @@ def build_rewards(config: Mapping) -> tuple[list, list[float]]:
         ``(funcs, weights)`` for ``GRPOTrainer(reward_funcs=funcs, args=GRPOConfig(reward_weights=weights))``.
 
     Raises:
-        ValueError: weights of the wrong length or not finite, or a bad horizon, discount or
-            continuation.
+        ValueError: an unknown ``rollout``, weights of the wrong length or not finite, or a bad
+            horizon, discount or continuation.
     """
     def get(key, default):
         value = config.get(key)
         return default if value is None else value
 
+    rollout = get("rollout", "step")
+    if rollout not in ROLLOUT_MODES:
+        raise ValueError(f"rollout must be one of {', '.join(ROLLOUT_MODES)}, got {rollout!r}")
+    if rollout == "episode":
+        from dime_trainer.episode_rewards import build_episode_rewards
+
+        return build_episode_rewards(config)
     weights = [float(w) for w in get("reward_weights", DEFAULT_REWARD_WEIGHTS)]
     if len(weights) != len(REWARD_NAMES) or not all(math.isfinite(w) for w in weights):
         raise ValueError(f"reward_weights must be {len(REWARD_NAMES)} finite numbers for {', '.join(REWARD_NAMES)}, "

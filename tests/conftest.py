@@ -32,3 +32,14 @@ def jit_warm() -> None:
     env.reset(seed=0)
     env.step(np.zeros(4, dtype=np.int64))
     env.close()
+
+
+@pytest.fixture
+def one_torch_thread():
+    """torch on one thread for the test (two spin against each other on the shared 2-core machines)."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

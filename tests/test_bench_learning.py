@@ -60,6 +60,26 @@ def test_random_fraction__changes_the_imprint_targets_and_is_seeded():
     assert torch.equal(weights[1], weights[2]) and not torch.equal(weights[0], weights[1])
     with pytest.raises(ValueError):
         imprint_answer_format(build_tiny_model(tokenizer), tokenizer, steps=1, random_fraction=1.5)
+    with pytest.raises(ValueError, match="acting_share"):
+        imprint_answer_format(build_tiny_model(tokenizer), tokenizer, steps=1, acting_share=-0.1)
+    with pytest.raises(ValueError, match="batch_size"):
+        imprint_answer_format(build_tiny_model(tokenizer), tokenizer, steps=1, batch_size=0)
+
+
+def test_imprint_order__draws_the_acting_share_from_acting_states():
+    import numpy as np
+
+    from dime_trainer.tiny_model import imprint_order
+
+    acting = [False] * 90 + [True] * 10
+    assert imprint_order(acting, 250, None, None) == [i % 100 for i in range(250)]
+    order = imprint_order(acting, 4000, 0.5, np.random.default_rng(0))
+    share = np.mean([acting[i] for i in order])
+    assert 0.5 + 0.5 * 0.1 - 0.03 < share < 0.5 + 0.5 * 0.1 + 0.03  # 0.5 drawn from acting, 0.5 from all
+    assert all(acting[i] for i in imprint_order(acting, 200, 1.0, np.random.default_rng(1)))
+    assert order == imprint_order(acting, 4000, 0.5, np.random.default_rng(0))  # seeded
+    # no acting state at all: every draw comes from all states
+    assert len(set(imprint_order([False] * 5, 50, 1.0, np.random.default_rng(0)))) > 1
 
 
 @pytest.mark.slow
@@ -68,7 +88,8 @@ def test_bench_learning__toy_run_prints_the_paired_difference(tmp_path):
     toy size: 2 GRPO steps on one task, 2 held-out seeds cut to 3 steps."""
     cmd = [sys.executable, str(REPO / "benchmarks" / "bench_learning.py"), "--out", str(tmp_path), "--design", "old",
            "--max-steps", "2", "--train-tasks", "retry_storm", "--dataset-episodes", "1", "--tasks", "retry_storm",
-           "--seeds", "2", "--eval-max-steps", "3", "--imprint-steps", "5", "--states-per-task", "1"]
+           "--seeds", "2", "--eval-max-steps", "3", "--imprint-steps", "5", "--imprint-episodes", "1",
+           "--hidden-size", "32"]
     result = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, timeout=900)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     out = result.stdout
@@ -76,3 +97,22 @@ def test_bench_learning__toy_run_prints_the_paired_difference(tmp_path):
                      r"\(95 % CI [-+]\d\.\d{4} to [-+]\d\.\d{4}\), p = ", out), out
     assert "rewards/reward_env/mean" in out and "wall time:" in out
     assert (tmp_path / "eval" / "base.summary.json").exists() and (tmp_path / "eval" / "old.summary.json").exists()
+
+
+def test_cpu_learning_config__episode_design_parses_and_fits_its_budget():
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    try:
+        from bench_learning import DESIGNS, EPISODE_TURNS, episode_time_lines
+    finally:
+        sys.path.remove(str(REPO / "benchmarks"))
+    from dime_trainer.cli import episode_settings_of
+
+    dime, grpo, _ = parse(["--config", "cpu_learning", "--model_name_or_path", "x", *DESIGNS["episode"]])
+    settings = episode_settings_of(dime, grpo.max_completion_length)
+    assert settings.turns == EPISODE_TURNS and grpo.save_steps == grpo.max_steps  # one checkpoint, at the end
+    # the tiny tokenizer's user turns are at most 434 tokens: every turn fits the episode budget
+    assert EPISODE_TURNS * settings.turn_max_tokens + (EPISODE_TURNS - 1) * 434 <= grpo.max_completion_length
+    rows = [{"dime/episode/generation_s_per_turn": 2.0, "dime/episode/env_s_per_turn": 0.02, "dime/episode/continuation_s": 0.1}]
+    assert episode_time_lines(rows) == ["episode rollouts, per batched turn: generation 2.000 s, env (step, render, tokenize) "
+                                        "0.0200 s (1.0% of generation); oracle continuation 0.100 s per batch"]
+    assert episode_time_lines([{"reward": 1.0}]) == []  # step mode logs no episode times

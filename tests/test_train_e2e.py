@@ -14,15 +14,7 @@ pytest.importorskip("peft", reason="needs the training extras: pip install -e '.
 
 from dime_trainer.cli import expand_shortcuts, make_parser, train  # noqa: E402
 
-pytestmark = pytest.mark.slow  # trains a tiny model: deselect with -m "not slow"
-
-
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_torch_thread")]  # trains a tiny model: deselect with -m "not slow"
 
 
 def run(*argv):

@@ -105,3 +105,31 @@ def test_monitor__silent_on_a_healthy_run():
     monitor = TrainingHealthMonitor(window=2)
     _feed(monitor, 6, frac_reward_zero_std=0.1, **{"completions/clipped_ratio": 0.0, FLAT_ENV_GROUPS_METRIC: 0.1})
     assert monitor.alerts == []
+
+
+def test_qwen3_episode_recipe__parses_and_fits_its_token_budget():
+    from dime_trainer.cli import episode_settings_of
+    from dime_trainer.episode_rewards import DEFAULT_EPISODE_REWARD_WEIGHTS, EPISODE_REWARD_NAMES
+    from dime_trainer.rewards import build_rewards
+
+    dime, grpo, model = parse(["--config", "qwen3_8b_episode_grpo", *CPU_OVERRIDES])
+    settings = episode_settings_of(dime, grpo.max_completion_length)
+    assert dime.rollout == "episode" and settings.turns == 4 and settings.continuation == "oracle"
+    # K answers and K-1 user turns (<= ~350 Qwen3 tokens each) fit the episode budget, and prompt + budget vLLM's context
+    assert settings.turns * settings.turn_max_tokens + (settings.turns - 1) * 350 <= grpo.max_completion_length
+    assert grpo.vllm_max_model_length >= 1200 + grpo.max_completion_length
+    funcs, weights = build_rewards({**vars(dime), "reward_weights": grpo.reward_weights})
+    assert [f.__name__ for f in funcs] == list(EPISODE_REWARD_NAMES) and tuple(weights) == DEFAULT_EPISODE_REWARD_WEIGHTS
+    assert funcs[2].discount == dime.episode_reward_discount
+
+
+def test_qwen3_episode_recipe__is_the_step_recipe_but_for_the_rollout():
+    step = parse(["--config", "qwen3_8b_grpo", *CPU_OVERRIDES])
+    episode = parse(["--config", "qwen3_8b_episode_grpo", *CPU_OVERRIDES])
+    assert vars(step[2]) == vars(episode[2])  # model and LoRA
+    for name in ("learning_rate", "lr_scheduler_type", "max_steps", "per_device_train_batch_size", "gradient_accumulation_steps",
+                 "num_generations", "temperature", "top_p", "top_k", "min_p", "mask_truncated_completions", "disable_dropout",
+                 "chat_template_kwargs", "use_vllm", "vllm_mode", "vllm_importance_sampling_correction", "seed"):
+        assert getattr(step[1], name) == getattr(episode[1], name), name
+    assert (step[0].tasks, step[0].dataset_path, step[0].dataset_episodes) == (episode[0].tasks, episode[0].dataset_path,
+                                                                               episode[0].dataset_episodes)

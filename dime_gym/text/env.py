@@ -45,14 +45,9 @@ class TextEnv(gym.Wrapper):
                             "use the unwrapped env for array actions")
         parsed = parse_answer(answer)
         obs, reward, terminated, truncated, info = self.env.step(np.asarray(parsed.action) if parsed.ok else UNPARSABLE_ANSWER)
-        action = (np.array(parsed.action, dtype=np.int64) if parsed.ok else UNPARSABLE_ACTION.copy())
-        if parsed.ok:
-            report = step_report(parsed.command, info["action_errors"], parsed.notes)
-        else:
-            report = last_command_report(parsed.raw_command or answer.strip()[:80], UNPARSABLE_NAME, str(parsed.error))
-        text, info = self._observe(obs, info, last_command=report)
+        text, info = self._observe(obs, info, last_command=answer_report(answer, parsed, info["action_errors"]))
         info["answer"] = parsed
-        info["action"] = action
+        info["action"] = answer_action(parsed)
         info["parse_error"] = None if parsed.ok else str(parsed.error)
         return text, reward, terminated, truncated, info
 
@@ -60,3 +55,18 @@ class TextEnv(gym.Wrapper):
         text = render_user_message(obs, info, last_command)
         info = dict(info, observation=obs, messages=chat_messages(text, self.system_prompt))
         return text, info
+
+
+def answer_action(parsed) -> np.ndarray:
+    """The (4,) int64 action a parsed answer takes: its command's, or ``UNPARSABLE`` (a no-op
+    charged as an invalid action) when it has none. Batched players stack these rows."""
+    return np.array(parsed.action, dtype=np.int64) if parsed.ok else UNPARSABLE_ACTION.copy()
+
+
+def answer_report(answer: str, parsed, action_errors) -> dict:
+    """The ``last_command`` the next prompt shows for ``answer`` (already parsed into
+    ``parsed``), given the env's ``action_errors`` messages for its step: what ``TextEnv`` and
+    every other multi-turn player (dime-train's episode rollouts) report, so they agree."""
+    if parsed.ok:
+        return step_report(parsed.command, action_errors, parsed.notes)
+    return last_command_report(parsed.raw_command or answer.strip()[:80], UNPARSABLE_NAME, str(parsed.error))
