@@ -75,7 +75,10 @@ def __getattr__(name: str):
     raise AttributeError(f"module 'dime_gym' has no attribute {name!r}")
 
 
-__all__ = ["DEFAULT_TASK", "ENV_ID", "MULTITASK_ENV_ID", "TASK_ENV_IDS", "TASKS", "TASK_IDS", "TaskId", "DimeEnv", "DimeVectorEnv",
-           "score_actions", "build_episode", "get_task", "triage", "RULES", "TRIAGE_THRESHOLDS",
-           # the cluster's public facts (records, node roles, reward names, thresholds shown to agents)
-           "DB", "N_NODES", "OOM_THRESHOLD", "PARAMS_DTYPE", "REWARD_BOUNDS", "REWARD_COMPONENTS", "SLO_P99_MS", "STATE_DTYPE", "serving_mask"]
+__all__ = [
+    "DEFAULT_TASK", "ENV_ID", "MULTITASK_ENV_ID", "TASK_ENV_IDS", "TASKS", "TASK_IDS", "TaskId", "DimeEnv", "DimeVectorEnv",
+    "score_actions", "build_episode", "get_task", "triage", "RULES", "TRIAGE_THRESHOLDS",
+    # the cluster's public facts (records, node roles and status, reward names, thresholds shown to agents)
+    "DB", "N_NODES", "OOM_THRESHOLD", "PARAMS_DTYPE", "REWARD_BOUNDS", "REWARD_COMPONENTS", "SLO_P99_MS", "STATE_DTYPE",
+    "serving_mask",
+]

@@ -15,9 +15,9 @@ from collections.abc import Callable
 
 import numpy as np
 
+from dime_gym.actions import validate_action, validate_action_batch
 from dime_gym.core.reward import REWARD_COMPONENTS
 from dime_gym.engine import Engine
-from dime_gym.actions import validate_action, validate_action_batch
 from dime_gym.oracle import oracle_policy
 from dime_gym.snapshot import SnapshotContents, decode_snapshot
 

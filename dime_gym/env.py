@@ -31,8 +31,8 @@ from dime_gym.core.batch import (
     RESULT_TRUNCATED,
     STEPPED,
 )
-from dime_gym.logs import log_excerpt
 from dime_gym.engine import Engine
+from dime_gym.logs import log_excerpt
 from dime_gym.observation import observation_space
 from dime_gym.oracle import triage
 from dime_gym.scenarios import DEFAULT_TASK, TASK_IDS, get_task

@@ -11,8 +11,8 @@ With ``NUMBA_DISABLE_JIT=1`` the kernels run as plain Python (for coverage and a
 inside the physics). Numba gives kernels records with attribute access (``s.step``); NumPy
 gives that only to ``np.recarray`` rows, so the interpreted kernels see structured arrays as
 recarray views (same memory), uint64 wrap-around (the RNG's arithmetic mod 2**64) does not
-warn, and Python receives Python scalars, as from Numba. ``tests/test_jit_off.py`` checks that the interpreted run equals the compiled one
-bit for bit.
+warn, and Python receives Python scalars, as from Numba. ``tests/test_jit_off.py`` checks that
+the interpreted run equals the compiled one bit for bit.
 
 The first compilation of a DIME kernel in a process prints one note on stderr
 (``COMPILE_NOTE``), so a cold start of 10-40 s is not mistaken for a hang; kernels loaded from
