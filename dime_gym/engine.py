@@ -14,7 +14,7 @@ import numpy as np
 
 from dime_gym.core.batch import BatchOutputs, advance_batch, observe_single, step_single
 from dime_gym.core.state import MAX_EPISODE_STEPS, empty_batch
-from dime_gym.observation import allocate_single_buffers, observation_from_buffers
+from dime_gym.observation import ObservationSlots, observation_from_buffers
 from dime_gym.render import render_ansi, render_rgb
 from dime_gym.scenarios import Episode, build_episode, get_task
 from dime_gym.snapshot import SnapshotContents, encode_snapshot, repeat_record
@@ -43,6 +43,12 @@ class Engine:
         self.step_limit = np.zeros(n, dtype=np.int64)
         self.max_episode_steps = MAX_EPISODE_STEPS if max_episode_steps is None else int(max_episode_steps)
         self.task_options = dict(task_options or {})
+        self._slots: ObservationSlots | None = None  # single-cluster observations (step_one)
+
+    def __getstate__(self) -> dict:
+        state = self.__dict__.copy()
+        state["_slots"] = None  # a copy would no longer view its buffers; the next step makes new ones
+        return state
 
     @property
     def n(self) -> int:
@@ -61,6 +67,7 @@ class Engine:
         engine.max_episode_steps = MAX_EPISODE_STEPS
         engine.step_limit = np.full(k, engine.step_limit_for(contents.params), dtype=np.int64)
         engine.task_options = {}
+        engine._slots = None
         return engine
 
     # -- episodes ------------------------------------------------------------------------------
@@ -113,15 +120,26 @@ class Engine:
         """The fast path of an engine of one: validate ``action`` ((4,) int64, C-contiguous),
         step, observe and score in one compiled call. Returns ``(result, observation)``, the
         result indexed by ``core.batch.RESULT_*`` (a refused step changes nothing)."""
-        node_obs, flag_obs, scalar_obs, step_obs = allocate_single_buffers()
-        result = step_single(self.params, self.states, action, allow_unparsable, node_obs, flag_obs, scalar_obs, step_obs)
-        return result, observation_from_buffers(node_obs, flag_obs, scalar_obs, step_obs)
+        slots, k = self._next_slot()
+        result = step_single(self.params, self.states, action, allow_unparsable, slots.node_obs, slots.flag_obs,
+                             slots.scalar_obs, slots.step_obs, k)
+        return result, slots.observations[k]
 
     def observe_one(self) -> tuple[tuple, dict]:
         """``step_one``'s ``(result, observation)`` of row 0 without stepping."""
-        node_obs, flag_obs, scalar_obs, step_obs = allocate_single_buffers()
-        result = observe_single(self.params, self.states, node_obs, flag_obs, scalar_obs, step_obs)
-        return result, observation_from_buffers(node_obs, flag_obs, scalar_obs, step_obs)
+        slots, k = self._next_slot()
+        result = observe_single(self.params, self.states, slots.node_obs, slots.flag_obs, slots.scalar_obs,
+                                slots.step_obs, k)
+        return result, slots.observations[k]
+
+    def _next_slot(self) -> tuple[ObservationSlots, int]:
+        """The observation slots of an engine of one and the index of the next free one."""
+        slots = self._slots
+        if slots is None or slots.taken == len(slots.observations):
+            slots = self._slots = ObservationSlots()
+        k = slots.taken
+        slots.taken = k + 1
+        return slots, k
 
     @staticmethod
     def observation(out: BatchOutputs) -> dict[str, np.ndarray]:

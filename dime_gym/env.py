@@ -80,6 +80,16 @@ class OracleInfo(dict):
         self._fill()
         return (dict, (dict(self.items()),))
 
+    @classmethod
+    def _lazy(cls, observation: dict) -> OracleInfo:
+        """``OracleInfo(observation)`` without a Python ``__init__`` call (it is made every step)."""
+        info = _new_dict(cls)
+        info._observation = observation
+        return info
+
+
+_new_dict = dict.__new__
+
 
 def _filled_first(name: str):
     method = getattr(dict, name)
@@ -283,9 +293,9 @@ class DimeEnv(gym.Env):
             "score": result[RESULT_SCORE],
         }
         if a[0] == QUERY_LOGS:
-            info["logs"] = log_excerpt(engine.states[0], int(a[1]))
+            info["logs"] = log_excerpt(engine.states, 0, int(a[1]))
         if self.with_oracle:
-            info["oracle"] = OracleInfo(obs)
+            info["oracle"] = OracleInfo._lazy(obs)
         return obs, result[RESULT_REWARD], False, result[RESULT_TRUNCATED], info
 
     def _raise_refused(self, status: int, action) -> None:
@@ -309,7 +319,7 @@ class DimeEnv(gym.Env):
             "score": result[RESULT_SCORE],
         }
         if self.with_oracle:
-            info["oracle"] = OracleInfo(obs)
+            info["oracle"] = OracleInfo._lazy(obs)
         return obs, info
 
     # -- snapshots -----------------------------------------------------------------------------

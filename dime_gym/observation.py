@@ -7,9 +7,10 @@ Telemetry dropout shows as ``DROPPED_VALUE`` (-1) in ``cpu_loads``, ``mem_utiliz
 
 Observations are views of the buffers the ``write_observation`` kernel fills in one compiled
 call: for one cluster the buffers are (3, 8), (2, 8), (8, 1) and (1,) and the values come out
-as (8,) and (1,) arrays; for a batch of N they carry an extra N axis and the values come out
-as (N, 8) and (N, 1) arrays, each C-contiguous. Buffers are allocated fresh for every call, so
-no two observations share memory.
+as (8,) and (1,) arrays (the single env takes them from ``ObservationSlots``, buffers for many
+steps allocated at once); for a batch of N they carry an extra N axis and the values come out
+as (N, 8) and (N, 1) arrays, each C-contiguous. No buffer is written twice, so no two
+observations share memory.
 """
 
 from __future__ import annotations
@@ -81,6 +82,43 @@ def allocate_single_buffers() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.nd
         np.empty((N_SCALAR_OBS, 1), dtype=np.float32),
         np.empty(1, dtype=np.int64),
     )
+
+
+class ObservationSlots:
+    """Buffers for the next ``slots`` observations of one cluster, allocated together, and
+    the Dict observation of each slot, built ahead.
+
+    Each slot is handed out once and never written again, so observations never share memory
+    (``np.shares_memory`` is False between any two) and a kept observation never changes. A
+    single env takes one slot per step: allocating four buffers and making fourteen views per
+    step cost more than the compiled step, while doing it for many slots at once (iterating a
+    buffer makes its row views in C) costs a fraction. A kept observation keeps its slots'
+    buffers alive (``slots`` × 152 bytes).
+
+    Attributes:
+        node_obs (K, 3, 8) float32, flag_obs (K, 2, 8) int8, scalar_obs (K, 8, 1) float32,
+            step_obs (K, 1) int64: the buffers (``core.observe`` layout after the slot axis).
+        observations: (K,) the Dict observation (``OBSERVATION_KEYS`` order) viewing each slot.
+        taken: slots handed out so far (``take``).
+    """
+
+    def __init__(self, slots: int = 32):
+        self.node_obs = np.empty((slots, N_NODE_OBS, N_NODES), dtype=np.float32)
+        self.flag_obs = np.empty((slots, N_FLAG_OBS, N_NODES), dtype=np.int8)
+        self.scalar_obs = np.empty((slots, N_SCALAR_OBS, 1), dtype=np.float32)
+        self.step_obs = np.empty((slots, 1), dtype=np.int64)
+        # every row view at once (iterating a buffer makes them in C), in OBSERVATION_KEYS order
+        views: list = [None] * (slots * len(OBSERVATION_KEYS))
+        column = 0
+        for buffer, n_rows in ((self.node_obs, N_NODE_OBS), (self.flag_obs, N_FLAG_OBS), (self.scalar_obs, N_SCALAR_OBS),
+                               (self.step_obs[:, None], 1)):
+            rows = list(buffer.reshape(slots * n_rows, -1))
+            for r in range(n_rows):
+                views[column::len(OBSERVATION_KEYS)] = rows[r::n_rows]
+                column += 1
+        flat = iter(views)
+        self.observations = [dict(zip(OBSERVATION_KEYS, flat)) for _ in range(slots)]
+        self.taken = 0
 
 
 def observation_from_buffers(node_obs, flag_obs, scalar_obs, step_obs) -> dict[str, np.ndarray]:

@@ -346,7 +346,7 @@ class _Play:
             errors = describe_errors(int(infos["action_errors"][i]), actions[i]) if infos["action_errors"][i] else []
             info = {"task_hint": self.task_hints[i], "action_errors": errors}
             if actions[i][0] == QUERY_LOGS:
-                info["logs"] = log_excerpt(states[i], int(actions[i][1]))
+                info["logs"] = log_excerpt(states, i, int(actions[i][1]))
             row_obs = {key: value[i] for key, value in self.obs.items()}
             self.user_messages[i] = render_user_message(row_obs, info, answer_report(text, parsed, errors))
         self.continuation_steps[continuing] += 1

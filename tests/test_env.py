@@ -3,6 +3,7 @@ validation, episode end and the info contract."""
 
 from __future__ import annotations
 
+import copy
 import pickle
 
 import gymnasium as gym
@@ -141,6 +142,28 @@ def test_env__pickle_round_trip_continues_identically(make):
         assert (r1, t1, tr1) == (r2, t2, tr2)
         assert i1["reward_components"] == i2["reward_components"]
         assert i1["score"] == i2["score"]
+
+
+def test_env__observations_never_share_memory_nor_change_after_later_steps():
+    # observations come from slots allocated many steps at a time (ObservationSlots): each is
+    # handed out once, so a kept observation is never overwritten, across slot blocks and copies
+    env = DimeEnv(task="retry_storm", with_oracle=False)
+    kept = [env.reset(seed=3)[0]]
+    actions = _actions(4, 39)
+    for a in actions[:20]:
+        kept.append(env.step(a)[0])
+    clone = copy.deepcopy(env)
+    for a in actions[20:]:
+        kept.append(env.step(a)[0])
+        assert _same_obs(clone.step(a)[0], kept[-1])
+    frozen = [{k: v.copy() for k, v in obs.items()} for obs in kept]
+    env.reset(seed=5)
+    for a in _actions(5, 39):
+        env.step(a)
+    assert all(_same_obs(obs, saved) for obs, saved in zip(kept, frozen))
+    for a, b in zip(kept, kept[1:]):
+        assert not any(np.shares_memory(x, y) for x in a.values() for y in b.values())
+    assert len({id(v) for obs in kept for v in obs.values()}) == 14 * len(kept)
 
 
 # --- bad input ---------------------------------------------------------------------------------

@@ -25,6 +25,8 @@ unparsable answer the same outcome.
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 from dime_gym.core._jit import kernel
@@ -86,9 +88,13 @@ def level_from_rate(rate: float) -> int:
 
 
 def describe_errors(mask: int, action) -> list[str]:
-    """Human-readable messages for the bits of an ``ERR_*`` mask."""
-    node, dest = int(action[1]), int(action[2])
-    return [msg.format(node=node, dest=dest) for bit, msg in ERROR_MESSAGES.items() if mask & bit]
+    """Human-readable messages for the bits of an ``ERR_*`` mask (a fresh list)."""
+    return list(_error_messages(mask, int(action[1]), int(action[2])))
+
+
+@functools.lru_cache(maxsize=4096)
+def _error_messages(mask: int, node: int, dest: int) -> tuple[str, ...]:
+    return tuple(msg.format(node=node, dest=dest) for bit, msg in ERROR_MESSAGES.items() if mask & bit)
 
 
 @kernel

@@ -70,20 +70,22 @@ def _refused(status):
 
 
 @kernel
-def step_single(params, states, action, allow_unparsable, node_obs, flag_obs, scalar_obs, step_obs):
+def step_single(params, states, action, allow_unparsable, node_obs, flag_obs, scalar_obs, step_obs, slot):
     """Validate ``action``, step cluster 0 and write its observation, in one call.
 
     Args:
         params, states: (1,) ``PARAMS_DTYPE`` / ``STATE_DTYPE`` arrays; ``states`` is updated.
         action: (4,) int64. allow_unparsable: accept kind ``UNPARSABLE``.
-        node_obs (3, 8) float32, flag_obs (2, 8) int8, scalar_obs (8, 1) float32, step_obs (1,)
-            int64: observation buffers (``core.observe`` layout).
+        node_obs (K, 3, 8) float32, flag_obs (K, 2, 8) int8, scalar_obs (K, 8, 1) float32,
+            step_obs (K, 1) int64: observation buffers for K observations (``core.observe``
+            layout after the leading axis; ``dime_gym.observation.ObservationSlots``).
+        slot: which of the K observations to write.
 
     Returns:
         The tuple ``(status, reward, score, action_errors, truncated, *reward_components)``
         (``RESULT_*`` indices). ``status`` is ``STEPPED``; ``EPISODE_OVER``; or ``field + 1``
-        for the first out-of-range action field. When refused nothing changed and the other
-        entries are zeros.
+        for the first out-of-range action field. When refused nothing changed (the slot is
+        not written) and the other entries are zeros.
     """
     field = invalid_action_field(action, allow_unparsable)
     if field >= 0:
@@ -93,14 +95,15 @@ def step_single(params, states, action, allow_unparsable, node_obs, flag_obs, sc
     if s.step >= p.episode_steps:
         return _refused(EPISODE_OVER)
     step_cluster(p, s, action)
-    return _observe_cluster(STEPPED, p, s, node_obs, flag_obs, scalar_obs, step_obs)
+    return _observe_cluster(STEPPED, p, s, node_obs[slot], flag_obs[slot], scalar_obs[slot], step_obs[slot])
 
 
 @kernel
-def observe_single(params, states, node_obs, flag_obs, scalar_obs, step_obs):
-    """Write cluster 0's observation without stepping (after reset or restore); returns the
-    same tuple as ``step_single`` with status ``STEPPED`` and no reward change."""
-    return _observe_cluster(STEPPED, params[0], states[0], node_obs, flag_obs, scalar_obs, step_obs)
+def observe_single(params, states, node_obs, flag_obs, scalar_obs, step_obs, slot):
+    """Write cluster 0's observation into ``slot`` without stepping (after reset or restore);
+    returns the same tuple as ``step_single`` with status ``STEPPED`` and no reward change."""
+    return _observe_cluster(STEPPED, params[0], states[0], node_obs[slot], flag_obs[slot], scalar_obs[slot],
+                            step_obs[slot])
 
 
 # --- a batch of clusters ------------------------------------------------------------------------
