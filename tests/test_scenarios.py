@@ -338,3 +338,18 @@ def test_scenarios__healthy_test_task_runs_but_is_no_benchmark_task():
     assert truncated and info["task"] == "healthy"
     assert s["failed"].sum() == 0 and s["steps_db_up"] == s["step"] == s["steps_slo_met"]
     assert min(rewards) > 2.0  # the design point: about +2.3 a step
+
+
+def test_episode_generator__equals_numpys_seed_sequence_generator_bit_for_bit():
+    # the compiled SeedSequence hash must give NumPy's generator for every seed, or seeds would
+    # map to other episodes: edges of the one- and two-word encodings, negatives, random seeds
+    from dime_gym.scenarios.seeding import EPISODE_STREAM, episode_generator
+
+    draws = np.random.default_rng(0)
+    seeds = [0, 1, 7, 2**32 - 1, 2**32, 2**32 + 5, 2**63 - 1, 2**64 - 1, 2**64, -1, -(2**40)]
+    seeds += draws.integers(0, 2**63 - 1, 300).tolist() + draws.integers(0, 2**32, 300).tolist()
+    for seed in seeds:
+        expected = np.random.default_rng(np.random.SeedSequence([seed & 0xFFFFFFFFFFFFFFFF, EPISODE_STREAM]))
+        got = episode_generator(seed)
+        assert got.bit_generator.state == expected.bit_generator.state, seed
+        assert got.integers(0, 2**40, 3).tolist() == expected.integers(0, 2**40, 3).tolist(), seed

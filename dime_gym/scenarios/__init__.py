@@ -31,6 +31,7 @@ from dime_gym.core.state import (
     N_NODES,
     STATE_DTYPE,
 )
+from dime_gym.scenarios.seeding import episode_generator
 from dime_gym.scenarios.tasks import TASKS, TEST_TASKS, ReferenceStep, Task, TaskId
 
 
@@ -148,7 +149,7 @@ def build_episode(task_id: str, seed: int, **options) -> Episode:
         valid = ", ".join(task.options) or "none"
         raise ValueError(f"task {task_id!r} got unknown option(s) {sorted(unknown)}; valid options: {valid}")
     seed = int(seed)
-    rng = np.random.default_rng(np.random.SeedSequence([seed & 0xFFFFFFFFFFFFFFFF, 0xD1E]))
+    rng = episode_generator(seed)  # = default_rng(SeedSequence([seed mod 2**64, 0xD1E])), faster
     p = default_params()
     p["episode_steps"] = task.episode_steps
     p["initial_cloud_credits"] = task.cloud_credits
