@@ -22,6 +22,50 @@ from dime_gym.snapshot import SnapshotContents, encode_snapshot, repeat_record
 _EPISODE_SEED_BOUND = 2**63 - 1  # episode seeds are drawn from [0, this)
 
 
+class KernelChooser:
+    """Picks the serial or the ``prange`` kernel for each batched step by timing both on the
+    caller's own calls: the faster by recent mean time per call, with the other path tried
+    once every ``probe_every`` calls so that a change of load is noticed (a probe's time
+    replaces that path's stale mean; a lucky probe costs a few calls until the means cross back).
+
+    Both kernels give the same bits (each cluster's randomness is in its own record), so the
+    choice changes only speed. It matters: two threads are ~1.5-1.9x faster than one on an
+    idle 2-core machine, but ~5x slower when another process holds a core, because every call
+    waits at OpenMP's barrier for the descheduled thread.
+    """
+
+    def __init__(self, probe_every: int = 128, decay: float = 0.75, warmup: int = 2):
+        self.probe_every = probe_every
+        self.decay = decay  # weight of the old mean in each update
+        self.warmup = warmup  # first calls of a path not counted (compiling, loading the cache)
+        self.calls = {False: 0, True: 0}
+        self.mean_seconds = {False: float("nan"), True: float("nan")}
+        self._count = 0
+
+    def choose(self) -> bool:
+        """Whether the next call runs the ``prange`` kernel."""
+        self._count += 1
+        for parallel in (False, True):
+            if self.calls[parallel] < self.warmup + 2:  # both measured before choosing
+                return parallel
+        faster = self.faster()
+        return (not faster) if self._count % self.probe_every == 0 else faster
+
+    def faster(self) -> bool:
+        """Whether the ``prange`` kernel is the faster so far (False until both are timed)."""
+        return bool(self.mean_seconds[True] < self.mean_seconds[False])
+
+    def record(self, parallel: bool, seconds: float) -> None:
+        """Report how long a call of the chosen kernel took."""
+        self.calls[parallel] += 1
+        if self.calls[parallel] <= self.warmup:
+            return
+        old = self.mean_seconds[parallel]
+        probe = self.mean_seconds[not parallel] == self.mean_seconds[not parallel] and parallel != self.faster()
+        # a probe's path was last timed long ago: its new time replaces the stale mean
+        self.mean_seconds[parallel] = seconds if old != old or probe else self.decay * old + (1 - self.decay) * seconds
+
+
 class Engine:
     """N clusters and their episodes.
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import copy
 import operator
+import time
 from collections.abc import Sequence
 
 import numpy as np
@@ -24,10 +25,10 @@ from gymnasium.vector.utils import batch_space
 
 from dime_gym.actions import validate_action_batch
 from dime_gym.core.actions import ACTION_NVEC
-from dime_gym.core.batch import BatchOutputs
+from dime_gym.core.batch import PARALLEL_MIN_BATCH, BatchOutputs
 from dime_gym.core.reward import REWARD_COMPONENTS
 from dime_gym.core.state import MAX_EPISODE_STEPS
-from dime_gym.engine import Engine
+from dime_gym.engine import Engine, KernelChooser
 from dime_gym.observation import observation_space
 from dime_gym.scenarios import DEFAULT_TASK, get_task
 from dime_gym.snapshot import decode_snapshot
@@ -87,8 +88,9 @@ class DimeVectorEnv(VectorEnv):
     ``num_envs``; ``task``: one id or a sequence of ``num_envs`` ids (mixed tasks);
     ``max_episode_steps`` (truncate earlier than the task's length); ``render_mode``
     (``"ansi"`` or ``"rgb_array"``: ``render()`` returns one picture per sub-env); ``trace_path`` (for
-    ``level_5_alibaba_trace`` sub-envs); ``autoreset_mode``; ``parallel`` (``None``: use all
-    cores from ``core.batch.PARALLEL_MIN_BATCH`` sub-envs; True/False to force);
+    ``level_5_alibaba_trace`` sub-envs); ``autoreset_mode``; ``parallel`` (``None``: from
+    ``core.batch.PARALLEL_MIN_BATCH`` sub-envs, whichever of the serial and the all-cores kernel
+    runs this env's steps faster, timed as it runs (``engine.KernelChooser``); True/False to force);
     ``with_oracle`` (accepted as False for signature parity with ``DimeEnv``).
     """
 
@@ -123,6 +125,8 @@ class DimeVectorEnv(VectorEnv):
         self.autoreset_mode = mode
         self.metadata = {**type(self).metadata, "autoreset_mode": mode}
         self.parallel = parallel
+        # parallel=None from PARALLEL_MIN_BATCH sub-envs: time both kernels, run the faster
+        self._chooser = KernelChooser() if parallel is None and self.num_envs >= PARALLEL_MIN_BATCH else None
         self._default_tasks = self._expand_tasks(task)  # what autoresets start
         if trace_path is not None and not any("trace_path" in get_task(t).options for t in self._default_tasks):
             raise ValueError("trace_path is only valid when a sub-env runs level_5_alibaba_trace")
@@ -180,7 +184,7 @@ class DimeVectorEnv(VectorEnv):
         self._pending_reset[mask] = False
         self._ended[mask] = False
         self._has_reset = True
-        out = self._engine.observe(self.parallel)
+        out = self._engine.observe(self.parallel if self._chooser is None else self._chooser.faster())
         return self._engine.observation(out), self._infos(out, mask)
 
     def step(self, actions):
@@ -200,7 +204,13 @@ class DimeVectorEnv(VectorEnv):
                 raise RuntimeError(f"sub-envs {ended[:10].tolist()}{' ...' if len(ended) > 10 else ''} have ended; "
                                    "reset them first with reset(options={'reset_mask': mask})")
             stepping = self._all_stepping
-        out = self._engine.step(a, stepping, self.parallel)
+        if self._chooser is None:
+            out = self._engine.step(a, stepping, self.parallel)
+        else:
+            parallel = self._chooser.choose()
+            start = time.perf_counter()
+            out = self._engine.step(a, stepping, parallel)
+            self._chooser.record(parallel, time.perf_counter() - start)
         truncations = out.truncated
         if self.autoreset_mode == AutoresetMode.NEXT_STEP:
             self._pending_reset = truncations.copy()
@@ -260,7 +270,7 @@ class DimeVectorEnv(VectorEnv):
         self._pending_reset[rows] = over and self.autoreset_mode == AutoresetMode.NEXT_STEP
         self._ended[rows] = over and self.autoreset_mode == AutoresetMode.DISABLED
         self._has_reset = True
-        out = self._engine.observe(self.parallel)
+        out = self._engine.observe(self.parallel if self._chooser is None else self._chooser.faster())
         return self._engine.observation(out), self._infos(out, mask)
 
     # -- read-only views for analysis --------------------------------------------------------------

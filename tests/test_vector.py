@@ -12,6 +12,7 @@ from gymnasium.vector import AutoresetMode, SyncVectorEnv
 
 from dime_gym import TASK_IDS
 from dime_gym.core.actions import ACTION_NVEC, UNPARSABLE
+from dime_gym.core.batch import PARALLEL_MIN_BATCH
 from dime_gym.core.reward import REWARD_COMPONENTS
 from dime_gym.env import UNPARSABLE_ANSWER, DimeEnv
 from dime_gym.scenarios import get_task
@@ -354,3 +355,36 @@ def test_restore__before_the_first_reset_must_cover_every_sub_env():
     obs, _ = envs.restore(snap)  # all sub-envs: a valid start without reset()
     _, rewards, *_ = envs.step(np.zeros((3, 4), dtype=np.int64))
     assert len(set(rewards.tolist())) == 1 and rewards[0] == env.step(np.zeros(4, dtype=np.int64))[1]
+
+
+def test_kernel_chooser__times_both_paths_then_runs_the_faster_and_probes_the_other():
+    from dime_gym.engine import KernelChooser
+
+    chooser = KernelChooser(probe_every=10, warmup=1)
+    seconds = {False: 1.0, True: 5.0}  # a loaded machine: the prange kernel waits at its barrier
+    runs = []
+    for _ in range(40):
+        parallel = chooser.choose()
+        runs.append(parallel)
+        chooser.record(parallel, seconds[parallel])
+    assert runs[:6] == [False] * 3 + [True] * 3  # warm-up + 2 timed calls of each path first
+    assert runs[6:].count(True) == 4 and not chooser.faster()  # then serial; parallel on calls 10, 20, 30, 40
+    seconds = {False: 1.0, True: 0.5}  # the load went away: the probes notice
+    for _ in range(40):
+        parallel = chooser.choose()
+        chooser.record(parallel, seconds[parallel])
+    assert chooser.faster() and chooser.choose()
+
+
+def test_vector__chosen_kernels_give_the_forced_kernels_run():
+    n = PARALLEL_MIN_BATCH
+    tasks = [TASK_IDS[i % len(TASK_IDS)] for i in range(n)]
+    runs = []
+    for parallel in (None, False):
+        envs = DimeVectorEnv(num_envs=n, task=tasks, parallel=parallel)
+        assert (envs._chooser is not None) == (parallel is None)
+        envs.reset(seed=9)
+        rng = np.random.default_rng(1)
+        rewards = [envs.step(_actions(rng, n))[1] for _ in range(60)]  # warm-up, timing, episode ends
+        runs.append((envs.state_records.tobytes(), np.array(rewards).tobytes()))
+    assert runs[0] == runs[1]
