@@ -69,14 +69,9 @@ def parse_args(argv=None):
     p.add_argument("--train-tasks", default=None, help="training tasks (default: the config's)")
     p.add_argument("--dataset-episodes", type=int, default=None, help="episodes per training task (default: the config's)")
     p.add_argument("--eval-max-steps", type=int, default=None, help="cut eval episodes short (toy runs only)")
-    p.add_argument("--hidden-size", type=int, default=128, help="base model width (2 layers)")
-    p.add_argument("--imprint-steps", type=int, default=800, help="warm start: supervised steps")
-    p.add_argument("--imprint-batch", type=int, default=4, help="warm start: examples per supervised step")
-    p.add_argument("--imprint-episodes", type=int, default=8,
-                   help="warm start: oracle episodes per training task (training seeds), every state")
-    p.add_argument("--acting-share", type=float, default=0.5,
-                   help="warm start: share of examples drawn from states where the oracle acts")
-    p.add_argument("--random-fraction", type=float, default=0.3, help="warm start: share of random-command answers")
+    p.add_argument("--imprint-steps", type=int, default=400)
+    p.add_argument("--random-fraction", type=float, default=0.4, help="warm start: share of random-command answers")
+    p.add_argument("--states-per-task", type=int, default=6, help="warm start: oracle states per task")
     p.add_argument("--seed", type=int, default=0, help="base model, imprint and training seed")
     p.add_argument("--sampling-seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=1, help="torch threads per process (1: robust on a shared machine)")
@@ -100,14 +95,11 @@ def build_base(args, path: pathlib.Path) -> float:
     t0 = time.perf_counter()
     import torch
 
-    from dime_gym.splits import train_seeds
     from dime_trainer.tiny_model import save_tiny_qwen3
 
     torch.set_num_threads(args.threads)
-    save_tiny_qwen3(path, seed=args.seed, hidden_size=args.hidden_size, imprint_steps=args.imprint_steps,
-                    batch_size=args.imprint_batch, random_fraction=args.random_fraction, acting_share=args.acting_share,
-                    tasks=(args.train_tasks or TASKS).split(","), seeds=train_seeds(args.imprint_episodes),
-                    states_per_task=None, with_last_command=True)
+    save_tiny_qwen3(path, seed=args.seed, imprint_steps=args.imprint_steps, random_fraction=args.random_fraction,
+                    states_per_task=args.states_per_task, with_last_command=True)
     return time.perf_counter() - t0
 
 

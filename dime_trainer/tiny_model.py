@@ -23,14 +23,12 @@ SPECIAL_TOKENS = ("<|endoftext|>", "<|im_start|>", "<|im_end|>")
 QWEN3_ADDED_TOKENS = ("<think>", "</think>", "<tool_call>", "</tool_call>", "<tool_response>", "</tool_response>")
 
 
-def _oracle_states(steps: int | None, with_last_command: bool = False, tasks=None, seeds=None):
-    """``(obs, info)`` of the states of oracle-driven episodes: by default one episode per task
-    (task i on seed i; all 14 tasks), else every task of ``tasks`` on every seed of ``seeds``.
-    ``steps`` states are spread evenly over each episode (``None``: every state); faults strike
-    at seed-dependent steps, so the first few states alone would nearly all be healthy ones
-    whose answer is no_op. ``with_last_command``: yield ``(obs, info, last_command)`` instead,
-    the report of the oracle's previous command (``None`` at reset) that a prompt shows after
-    the first step (``dime_gym.text.step_report``)."""
+def _oracle_states(steps: int, with_last_command: bool = False):
+    """``(obs, info)`` of ``steps`` states spread evenly over one oracle-driven episode per task
+    (task i on seed i): faults strike at seed-dependent steps, so the first few states alone
+    would nearly all be healthy ones whose answer is no_op. ``with_last_command``: yield
+    ``(obs, info, last_command)`` instead, the report of the oracle's previous command (``None``
+    at reset) that a prompt shows after the first step (``dime_gym.text.step_report``)."""
     import gymnasium as gym
     import numpy as np
 
@@ -38,16 +36,11 @@ def _oracle_states(steps: int | None, with_last_command: bool = False, tasks=Non
     from dime_gym.scenarios import TASK_IDS
     from dime_gym.text import step_report
 
-    if seeds is None:
-        episodes = list(zip(tasks or TASK_IDS, range(len(tasks or TASK_IDS))))
-    else:
-        episodes = [(task, int(seed)) for task in (tasks or TASK_IDS) for seed in seeds]
-    for task, seed in episodes:
+    for seed, task in enumerate(TASK_IDS):
         env = gym.make("DIME-v0", task=task)
         obs, info = env.reset(seed=seed)
         last_command = None
-        n = env.unwrapped.episode.task.episode_steps
-        keep = set(range(n)) if steps is None else set(np.linspace(0, n - 1, steps).round().astype(int).tolist())
+        keep = set(np.linspace(0, env.unwrapped.episode.task.episode_steps - 1, steps).round().astype(int).tolist())
         for t in range(max(keep) + 1):
             if t in keep:
                 yield (obs, info, last_command) if with_last_command else (obs, info)
@@ -116,39 +109,21 @@ def _answer(rule_id, command: str, eos: str) -> str:
     return f'<reasoning>Rule {rule_id} applies.</reasoning>\n<action>{{"command": "{command}"}}</action>{eos}'
 
 
-def oracle_answer_examples(tokenizer, steps: int | None = 3, with_last_command: bool = False, tasks=None,
-                           seeds=None) -> list[tuple[list[int], list[int]]]:
+def oracle_answer_examples(tokenizer, steps: int = 3, with_last_command: bool = False) -> list[tuple[list[int], list[int]]]:
     """``(prompt_ids, answer_ids)`` pairs: DIME prompts (chat template, thinking off, as in
     the smoke config) and the triage oracle's answer in the required format.
     ``with_last_command``: prompts show the previous command's report, as every prompt after an
-    episode's first does (in ``dime-eval`` and in the training data); otherwise none does.
-    ``steps``, ``tasks``, ``seeds``: which episodes and states, as in ``_oracle_states``."""
+    episode's first does (in ``dime-eval`` and in the training data); otherwise none does."""
     from dime_gym.text import render_messages
 
     examples = []
-    for obs, info, last_command in _oracle_states(steps, with_last_command=True, tasks=tasks, seeds=seeds):
+    for obs, info, last_command in _oracle_states(steps, with_last_command=True):
         oracle = info["oracle"]
         messages = render_messages(obs, info, last_command if with_last_command else None)
         prompt = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False, enable_thinking=False)
         answer = _answer(oracle["rule_id"], oracle["command"], tokenizer.eos_token)
         examples.append((tokenizer(prompt)["input_ids"], tokenizer(answer)["input_ids"]))
     return examples
-
-
-def imprint_order(acting: list[bool], count: int, acting_share: float | None, rng) -> list[int]:
-    """The example indices of ``count`` imprint draws. ``acting[i]``: the oracle acts in example
-    ``i``. ``acting_share`` ``None``: cycle through the examples in order; a number: draw at
-    random, from the acting examples with this probability (from all otherwise)."""
-    if acting_share is None:
-        return [i % len(acting) for i in range(count)]
-    acting_indices = [i for i, acts in enumerate(acting) if acts]
-    order = []
-    for _ in range(count):
-        if acting_indices and rng.random() < acting_share:
-            order.append(acting_indices[int(rng.integers(len(acting_indices)))])
-        else:
-            order.append(int(rng.integers(len(acting))))
-    return order
 
 
 def random_answer_ids(tokenizer, rng) -> list[int]:
@@ -162,47 +137,33 @@ def random_answer_ids(tokenizer, rng) -> list[int]:
 
 
 def imprint_answer_format(model, tokenizer, steps: int = 200, learning_rate: float = 3e-3, seed: int = 0,
-                          random_fraction: float = 0.0, states_per_task: int | None = 3, with_last_command: bool = False,
-                          tasks=None, seeds=None, batch_size: int = 1, acting_share: float | None = None):
-    """Supervised steps (loss on the answer tokens only) on ``oracle_answer_examples``.
+                          random_fraction: float = 0.0, states_per_task: int = 3, with_last_command: bool = False):
+    """A few supervised steps (loss on the answer tokens only) on ``oracle_answer_examples``.
 
-    ``random_fraction``: the share of targets (drawn with ``seed``) that are a random canonical
-    command (:func:`random_answer_ids`) instead of the oracle's, so the model is a *mediocre*
-    operator: well-formed answers, the oracle's action only part of the time, a spread of other
-    actions (a warm start that GRPO can improve on). 0 = oracle answers only.
-    ``states_per_task``, ``with_last_command``, ``tasks``, ``seeds``: which states, as in
-    :func:`oracle_answer_examples`. ``batch_size``: examples per optimizer step.
-    ``acting_share``: ``None`` cycles through the examples in order; a number draws each example
-    at random, from the states where the oracle acts (its command is not no_op) with this
-    probability: in an oracle episode most states are healthy ones, and a model imprinted on
-    them in proportion learns to answer no_op whatever the state shows."""
+    ``random_fraction``: the share of steps (drawn with ``seed``) whose target answer is a random
+    canonical command (:func:`random_answer_ids`) instead of the oracle's, so the model is a
+    *mediocre* operator: well-formed answers, the oracle's action only part of the time, a
+    spread of other actions (a warm start that GRPO can improve on). 0 = oracle answers only.
+    ``states_per_task`` and ``with_last_command``: as in :func:`oracle_answer_examples`."""
     import numpy as np
     import torch
 
     if not 0.0 <= random_fraction <= 1.0:
         raise ValueError(f"random_fraction must be in [0, 1], got {random_fraction}")
-    if acting_share is not None and not 0.0 <= acting_share <= 1.0:
-        raise ValueError(f"acting_share must be None or in [0, 1], got {acting_share}")
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    examples = oracle_answer_examples(tokenizer, steps=states_per_task, with_last_command=with_last_command,
-                                      tasks=tasks, seeds=seeds)
-    acting = ['"command": "no_op"' not in tokenizer.decode(answer) for _, answer in examples]
+    examples = oracle_answer_examples(tokenizer, steps=states_per_task, with_last_command=with_last_command)
     rng = np.random.default_rng(seed)
-    order = imprint_order(acting, steps * batch_size, acting_share, rng)
     torch.manual_seed(seed)
     optimizer = torch.optim.AdamW(model.parameters(), lr=learning_rate)
     # decay to zero: the last steps settle the format instead of jumping between examples
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0 - step / steps)
     model.train()
     for step in range(steps):
-        for index in order[step * batch_size:(step + 1) * batch_size]:
-            prompt_ids, answer_ids = examples[index]
-            if random_fraction and rng.random() < random_fraction:
-                answer_ids = random_answer_ids(tokenizer, rng)
-            labels = torch.tensor([[-100] * len(prompt_ids) + answer_ids])
-            loss = model(input_ids=torch.tensor([prompt_ids + answer_ids]), labels=labels).loss / batch_size
-            loss.backward()
+        prompt_ids, answer_ids = examples[step % len(examples)]
+        if random_fraction and rng.random() < random_fraction:
+            answer_ids = random_answer_ids(tokenizer, rng)
+        labels = torch.tensor([[-100] * len(prompt_ids) + answer_ids])
+        loss = model(input_ids=torch.tensor([prompt_ids + answer_ids]), labels=labels).loss
+        loss.backward()
         optimizer.step()
         schedule.step()
         optimizer.zero_grad()
@@ -211,21 +172,19 @@ def imprint_answer_format(model, tokenizer, steps: int = 200, learning_rate: flo
 
 
 def save_tiny_qwen3(path: str | pathlib.Path, seed: int = 0, imprint_steps: int = 200, random_fraction: float = 0.0,
-                    states_per_task: int | None = 3, with_last_command: bool = False, hidden_size: int = 64,
-                    tasks=None, seeds=None, batch_size: int = 1, acting_share: float | None = None) -> pathlib.Path:
-    """Build the tiny model (``hidden_size`` wide) and tokenizer, imprint the answer format
-    (``imprint_steps`` supervised steps; 0 leaves the model random; the other arguments as in
-    :func:`imprint_answer_format`) and ``save_pretrained`` both into ``path``; returns it. An
-    existing complete directory is reused."""
+                    states_per_task: int = 3, with_last_command: bool = False) -> pathlib.Path:
+    """Build the tiny model and tokenizer, imprint the answer format (``imprint_steps``
+    supervised steps; 0 leaves the model random; ``random_fraction``, ``states_per_task`` and
+    ``with_last_command`` as in :func:`imprint_answer_format`) and ``save_pretrained`` both into ``path``; returns
+    it. An existing complete directory is reused."""
     path = pathlib.Path(path)
     if (path / "config.json").exists() and (path / "tokenizer.json").exists():
         return path
     tokenizer = build_tiny_tokenizer()
-    model = build_tiny_model(tokenizer, hidden_size=hidden_size, seed=seed)
+    model = build_tiny_model(tokenizer, seed=seed)
     if imprint_steps:
         imprint_answer_format(model, tokenizer, steps=imprint_steps, seed=seed, random_fraction=random_fraction,
-                              states_per_task=states_per_task, with_last_command=with_last_command, tasks=tasks,
-                              seeds=seeds, batch_size=batch_size, acting_share=acting_share)
+                              states_per_task=states_per_task, with_last_command=with_last_command)
     path.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(path)
     tokenizer.save_pretrained(path)

@@ -22,6 +22,16 @@ def parse(argv):
     return make_parser().parse_args_and_config(args=expand_shortcuts(argv))
 
 
+def bench_learning():
+    """The benchmark script as a module (it lives outside the package)."""
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    try:
+        import bench_learning as module
+    finally:
+        sys.path.remove(str(REPO / "benchmarks"))
+    return module
+
+
 def test_cpu_learning_config__parses_for_a_cpu_full_fine_tune():
     assert (CONFIG_DIR / "cpu_learning.yaml").exists()
     dime, grpo, model = parse(["--config", "cpu_learning", "--model_name_or_path", "some/dir"])
@@ -37,12 +47,7 @@ def test_cpu_learning_config__parses_for_a_cpu_full_fine_tune():
 
 
 def test_cpu_learning_config__takes_the_old_design_from_the_command_line():
-    sys.path.insert(0, str(REPO / "benchmarks"))
-    try:
-        from bench_learning import DESIGNS
-    finally:
-        sys.path.remove(str(REPO / "benchmarks"))
-    dime, grpo, _ = parse(["--config", "cpu_learning", "--model_name_or_path", "x", *DESIGNS["old"]])
+    dime, grpo, _ = parse(["--config", "cpu_learning", "--model_name_or_path", "x", *bench_learning().DESIGNS["old"]])
     assert grpo.reward_weights == [1.0, 1.0, 1.0, 1.0] and dime.env_reward_horizon == 0
 
 
@@ -60,26 +65,6 @@ def test_random_fraction__changes_the_imprint_targets_and_is_seeded():
     assert torch.equal(weights[1], weights[2]) and not torch.equal(weights[0], weights[1])
     with pytest.raises(ValueError):
         imprint_answer_format(build_tiny_model(tokenizer), tokenizer, steps=1, random_fraction=1.5)
-    with pytest.raises(ValueError, match="acting_share"):
-        imprint_answer_format(build_tiny_model(tokenizer), tokenizer, steps=1, acting_share=-0.1)
-    with pytest.raises(ValueError, match="batch_size"):
-        imprint_answer_format(build_tiny_model(tokenizer), tokenizer, steps=1, batch_size=0)
-
-
-def test_imprint_order__draws_the_acting_share_from_acting_states():
-    import numpy as np
-
-    from dime_trainer.tiny_model import imprint_order
-
-    acting = [False] * 90 + [True] * 10
-    assert imprint_order(acting, 250, None, None) == [i % 100 for i in range(250)]
-    order = imprint_order(acting, 4000, 0.5, np.random.default_rng(0))
-    share = np.mean([acting[i] for i in order])
-    assert 0.5 + 0.5 * 0.1 - 0.03 < share < 0.5 + 0.5 * 0.1 + 0.03  # 0.5 drawn from acting, 0.5 from all
-    assert all(acting[i] for i in imprint_order(acting, 200, 1.0, np.random.default_rng(1)))
-    assert order == imprint_order(acting, 4000, 0.5, np.random.default_rng(0))  # seeded
-    # no acting state at all: every draw comes from all states
-    assert len(set(imprint_order([False] * 5, 50, 1.0, np.random.default_rng(0)))) > 1
 
 
 @pytest.mark.slow
@@ -88,8 +73,7 @@ def test_bench_learning__toy_run_prints_the_paired_difference(tmp_path):
     toy size: 2 GRPO steps on one task, 2 held-out seeds cut to 3 steps."""
     cmd = [sys.executable, str(REPO / "benchmarks" / "bench_learning.py"), "--out", str(tmp_path), "--design", "old",
            "--max-steps", "2", "--train-tasks", "retry_storm", "--dataset-episodes", "1", "--tasks", "retry_storm",
-           "--seeds", "2", "--eval-max-steps", "3", "--imprint-steps", "5", "--imprint-episodes", "1",
-           "--hidden-size", "32"]
+           "--seeds", "2", "--eval-max-steps", "3", "--imprint-steps", "5", "--states-per-task", "1"]
     result = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, timeout=900)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     out = result.stdout
@@ -100,11 +84,8 @@ def test_bench_learning__toy_run_prints_the_paired_difference(tmp_path):
 
 
 def test_cpu_learning_config__episode_design_parses_and_fits_its_budget():
-    sys.path.insert(0, str(REPO / "benchmarks"))
-    try:
-        from bench_learning import DESIGNS, EPISODE_TURNS, episode_time_lines
-    finally:
-        sys.path.remove(str(REPO / "benchmarks"))
+    bench = bench_learning()
+    DESIGNS, EPISODE_TURNS, episode_time_lines = bench.DESIGNS, bench.EPISODE_TURNS, bench.episode_time_lines
     from dime_trainer.cli import episode_settings_of
 
     dime, grpo, _ = parse(["--config", "cpu_learning", "--model_name_or_path", "x", *DESIGNS["episode"]])
