@@ -23,7 +23,14 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from dime_trainer.reward_scales import ENV_RANGE, FLAT_ENV_GROUPS_METRIC, FORMAT_RANGE, VALIDITY_RANGE
+from dime_trainer.reward_scales import (
+    ENV_RANGE,
+    FORMAT_RANGE,
+    VALIDITY_RANGE,
+    checked_discount,
+    checked_weights,
+    log_flat_groups,
+)
 
 SCORE_RANGE = (0.0, 1.0)
 EPISODE_REWARD_NAMES = ("reward_episode_format", "reward_episode_validity", "reward_episode_return", "reward_episode_score")
@@ -68,9 +75,7 @@ class EpisodeReturnReward:
     groups whose returns are all equal (``dime/env_flat_group_frac``, read by the health monitor)."""
 
     def __init__(self, discount: float = DEFAULT_EPISODE_REWARD_DISCOUNT):
-        if not (math.isfinite(discount) and 0.0 < discount <= 1.0):
-            raise ValueError(f"episode_reward_discount must be in (0, 1], got {discount!r}")
-        self.discount = float(discount)
+        self.discount = checked_discount(discount, "episode_reward_discount")
         self.__name__ = "reward_episode_return"
 
     def episode_return(self, rewards: Sequence[float]) -> float:
@@ -86,9 +91,7 @@ class EpisodeReturnReward:
             groups: dict[str, list[float]] = {}
             for prompt, value in zip(prompts, returns, strict=True):
                 groups.setdefault(repr(prompt), []).append(value)
-            sized = [g for g in groups.values() if len(g) > 1]
-            if sized:
-                kwargs["log_metric"](FLAT_ENV_GROUPS_METRIC, sum(max(g) == min(g) for g in sized) / len(sized))
+            log_flat_groups(kwargs["log_metric"], groups.values())
         return returns
 
     def __reduce__(self):
@@ -106,11 +109,9 @@ def build_episode_rewards(config: Mapping) -> tuple[list, list[float]]:
     Raises:
         ValueError: weights of the wrong length or not finite, or a discount outside (0, 1].
     """
-    weights = config.get("reward_weights")
-    weights = [float(w) for w in (DEFAULT_EPISODE_REWARD_WEIGHTS if weights is None else weights)]
-    if len(weights) != len(EPISODE_REWARD_NAMES) or not all(math.isfinite(w) for w in weights):
-        raise ValueError(f"reward_weights must be {len(EPISODE_REWARD_NAMES)} finite numbers for "
-                         f"{', '.join(EPISODE_REWARD_NAMES)} in episode mode, got {config.get('reward_weights')!r}")
+    given = config.get("reward_weights")
+    weights = checked_weights(DEFAULT_EPISODE_REWARD_WEIGHTS if given is None else given, EPISODE_REWARD_NAMES, given,
+                              " in episode mode")
     discount = config.get("episode_reward_discount")
     returns = EpisodeReturnReward(DEFAULT_EPISODE_REWARD_DISCOUNT if discount is None else float(discount))
     return [reward_episode_format, reward_episode_validity, returns, reward_episode_score], weights

@@ -33,6 +33,9 @@ from dime_trainer.reward_scales import (  # noqa: F401 - re-exported: the ranges
     TRIAGE_RANGE,
     UNCLOSED_THINK_METRIC,
     VALIDITY_RANGE,
+    checked_discount,
+    checked_weights,
+    log_flat_groups,
 )
 
 # reward_format: +3 for the exact scaffold, minus these for each tolerance the answer needed.
@@ -167,8 +170,7 @@ class EnvReward:
 
         if horizon < 0:
             raise ValueError(f"horizon must be >= 0, got {horizon}")
-        if not (math.isfinite(discount) and 0.0 < discount <= 1.0):
-            raise ValueError(f"discount must be in (0, 1], got {discount!r}")
+        checked_discount(discount, "discount")
         if continuation not in CONTINUATIONS:
             raise ValueError(f"continuation must be one of {CONTINUATIONS}, got {continuation!r}")
         self.horizon = int(horizon)
@@ -201,10 +203,7 @@ class EnvReward:
         if callable(kwargs.get("log_metric")) and len(parsed):
             for name, values in components.items():
                 kwargs["log_metric"](f"dime/env/{name}", float(values.mean()))
-            sized = [rows for rows in groups.values() if len(rows) > 1]
-            if sized:  # TRL's rewards/reward_env/std is over the whole batch; this is within groups
-                flat = sum(float(np.ptp(rewards[rows])) == 0.0 for rows in sized)
-                kwargs["log_metric"](FLAT_ENV_GROUPS_METRIC, flat / len(sized))
+            log_flat_groups(kwargs["log_metric"], (rewards[rows].tolist() for rows in groups.values()))
         return [min(ENV_RANGE[1], max(ENV_RANGE[0], float(r))) if math.isfinite(r) else ENV_RANGE[0] for r in rewards]
 
     def _weight_sum(self, steps: np.ndarray) -> np.ndarray:
@@ -305,10 +304,7 @@ def build_rewards(config: Mapping) -> tuple[list, list[float]]:
         from dime_trainer.episode_rewards import build_episode_rewards
 
         return build_episode_rewards(config)
-    weights = [float(w) for w in get("reward_weights", DEFAULT_REWARD_WEIGHTS)]
-    if len(weights) != len(REWARD_NAMES) or not all(math.isfinite(w) for w in weights):
-        raise ValueError(f"reward_weights must be {len(REWARD_NAMES)} finite numbers for {', '.join(REWARD_NAMES)}, "
-                         f"got {config.get('reward_weights')!r}")
+    weights = checked_weights(get("reward_weights", DEFAULT_REWARD_WEIGHTS), REWARD_NAMES, config.get("reward_weights"))
     env = EnvReward(horizon=int(get("env_reward_horizon", DEFAULT_ENV_REWARD_HORIZON)),
                     discount=float(get("env_reward_discount", DEFAULT_ENV_REWARD_DISCOUNT)),
                     continuation=str(get("env_reward_continuation", DEFAULT_ENV_REWARD_CONTINUATION)))
