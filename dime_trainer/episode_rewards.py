@@ -18,7 +18,6 @@ tokens together) is not read.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
 
 import numpy as np
@@ -29,6 +28,7 @@ from dime_trainer.reward_scales import (
     VALIDITY_RANGE,
     checked_discount,
     checked_weights,
+    clipped,
     log_flat_groups,
 )
 
@@ -50,23 +50,19 @@ def _require(name: str, values):
     return values
 
 
-def _clip(value: float, bounds: tuple[float, float]) -> float:
-    return min(bounds[1], max(bounds[0], value)) if math.isfinite(value) else bounds[0]
-
-
 def reward_episode_format(prompts=None, completions=(), episode_turn_format=None, **kwargs) -> list[float]:
     """Mean ``reward_format`` of the model's turns, in [-3, 3]."""
-    return [_clip(float(np.mean(turns)), FORMAT_RANGE) for turns in _require("episode_turn_format", episode_turn_format)]
+    return [clipped(float(np.mean(turns)), FORMAT_RANGE) for turns in _require("episode_turn_format", episode_turn_format)]
 
 
 def reward_episode_validity(prompts=None, completions=(), episode_turn_validity=None, **kwargs) -> list[float]:
     """Mean ``reward_validity`` of the model's turns, in [-2, 2]."""
-    return [_clip(float(np.mean(turns)), VALIDITY_RANGE) for turns in _require("episode_turn_validity", episode_turn_validity)]
+    return [clipped(float(np.mean(turns)), VALIDITY_RANGE) for turns in _require("episode_turn_validity", episode_turn_validity)]
 
 
 def reward_episode_score(prompts=None, completions=(), episode_score=None, **kwargs) -> list[float]:
     """The grader's score where the rollout stopped, in [0, 1]."""
-    return [_clip(float(s), SCORE_RANGE) for s in _require("episode_score", episode_score)]
+    return [clipped(float(s), SCORE_RANGE) for s in _require("episode_score", episode_score)]
 
 
 class EpisodeReturnReward:
@@ -83,7 +79,7 @@ class EpisodeReturnReward:
         if len(rewards) == 0:
             return 0.0
         weights = self.discount ** np.arange(len(rewards))
-        return _clip(float(np.dot(weights, rewards) / weights.sum()), ENV_RANGE)
+        return clipped(float(np.dot(weights, rewards) / weights.sum()), ENV_RANGE)
 
     def __call__(self, prompts=None, completions=(), episode_rewards=None, **kwargs) -> list[float]:
         returns = [self.episode_return(r) for r in _require("episode_rewards", episode_rewards)]

@@ -21,6 +21,11 @@ UNCLOSED_THINK_METRIC = "dime/unclosed_think_frac"
 FLAT_ENV_GROUPS_METRIC = "dime/env_flat_group_frac"  # groups whose completions all got one env reward
 
 
+def clipped(value: float, bounds: tuple[float, float]) -> float:
+    """``value`` clipped into ``bounds``; a non-finite value gets the lower bound (the worst)."""
+    return min(bounds[1], max(bounds[0], value)) if math.isfinite(value) else bounds[0]
+
+
 def checked_weights(weights: Sequence, names: Sequence[str], given, where: str = "") -> list[float]:
     """``weights`` as floats, one per reward of ``names``; ``ValueError`` quoting ``given`` (the
     user's value) otherwise. ``where``: appended to the message (e.g. " in episode mode")."""

@@ -20,7 +20,6 @@ The env and triage rewards read the dataset columns ``snapshot`` and ``oracle_ac
 from __future__ import annotations
 
 import functools
-import math
 from collections.abc import Mapping, Sequence
 
 import numpy as np
@@ -35,6 +34,7 @@ from dime_trainer.reward_scales import (  # noqa: F401 - re-exported: the ranges
     VALIDITY_RANGE,
     checked_discount,
     checked_weights,
+    clipped,
     log_flat_groups,
 )
 
@@ -204,7 +204,7 @@ class EnvReward:
             for name, values in components.items():
                 kwargs["log_metric"](f"dime/env/{name}", float(values.mean()))
             log_flat_groups(kwargs["log_metric"], (rewards[rows].tolist() for rows in groups.values()))
-        return [min(ENV_RANGE[1], max(ENV_RANGE[0], float(r))) if math.isfinite(r) else ENV_RANGE[0] for r in rewards]
+        return [clipped(float(r), ENV_RANGE) for r in rewards]
 
     def _weight_sum(self, steps: np.ndarray) -> np.ndarray:
         """``sum_{t < steps} discount**t`` per candidate (fewer steps where the episode ended)."""
