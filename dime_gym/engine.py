@@ -1,11 +1,13 @@
 """One engine for N DIME clusters: every shell's episode bookkeeping, in one place.
 
 An ``Engine`` holds the ``(N,)`` params and state records (each cluster's random streams live
-in its state), each row's episode (task, facts), its step limit, and the compiled calls that
-step and observe the rows. The shells are thin: ``DimeEnv`` is an engine of one plus
-Gymnasium's API, ``DimeVectorEnv`` an engine of N plus autoreset, and ``score_actions`` an
-engine of K copies of one snapshot. What differs between them is only how episodes are seeded
-and when they restart.
+in its state), each row's task code, episode facts, initial state and step limit, each row's
+reset stream (where its episode seeds come from, ``scenarios.episodes``), and the compiled
+calls that start, step and observe the rows. Episodes start inside compiled code, so restarting
+any set of rows costs one call, not Python per row. The shells are thin: ``DimeEnv`` is an
+engine of one plus Gymnasium's API, ``DimeVectorEnv`` an engine of N plus autoreset, and
+``score_actions`` an engine of K copies of one snapshot. What differs between them is only how
+rows are seeded and when they restart.
 """
 
 from __future__ import annotations
@@ -16,10 +18,13 @@ from dime_gym.core.batch import BatchOutputs, advance_batch, observe_single, ste
 from dime_gym.core.state import MAX_EPISODE_STEPS, empty_batch
 from dime_gym.observation import ObservationSlots, observation_from_buffers
 from dime_gym.render import render_ansi, render_rgb
-from dime_gym.scenarios import Episode, build_episode, get_task
-from dime_gym.snapshot import SnapshotContents, encode_snapshot, repeat_record
+from dime_gym.scenarios import TABLES, TASK_CODES, TASKS_BY_CODE, Episode, facts_dict, get_task, trace_load
+from dime_gym.scenarios.episodes import as_uint64, next_draw, reset_stream_from_seed, restart_rows
+from dime_gym.scenarios.faults import MAX_FACTS
+from dime_gym.snapshot import SnapshotContents, encode_snapshot
 
-_EPISODE_SEED_BOUND = 2**63 - 1  # episode seeds are drawn from [0, this)
+UNKNOWN_FACT = np.iinfo(np.int64).min  # a fact a restored snapshot did not carry
+_TASK_ID_BY_CODE = np.array([TASKS_BY_CODE[code].id for code in range(len(TASKS_BY_CODE))], dtype=object)
 
 
 class KernelChooser:
@@ -71,22 +76,29 @@ class Engine:
 
     Attributes:
         params, states: (N,) ``PARAMS_DTYPE`` / ``STATE_DTYPE`` records (the kernels' input).
-        episodes: (N,) the ``Episode`` each row runs (``None`` until one starts there).
-        task_ids: (N,) object array of each row's task id (its episode's, or the shell's
-            default before one starts).
+        start_states: (N,) each row's episode's initial state (``episode``).
+        facts: (N, ``MAX_FACTS``) int64 each row's episode facts, in its task's ``fact_names``
+            order (``UNKNOWN_FACT`` where a restored snapshot had none).
+        task_codes: (N,) int64 each row's task (``scenarios.TASK_CODES``); ``task_ids`` names them.
         step_limit: (N,) int64 step at which each row's episode is truncated.
+        reset_streams: (N,) uint64 where each row's episode seeds come from; ``seeded`` (N,)
+            bool says whether a row's stream was set yet.
         max_episode_steps: truncate every episode at this step at the latest.
-        task_options: options for tasks that take them (``trace_path``).
+        trace_path: the CSV the trace task replays (``None``: the bundled trace).
     """
 
-    def __init__(self, task_ids, max_episode_steps: int | None = None, task_options: dict | None = None):
+    def __init__(self, task_ids, max_episode_steps: int | None = None, trace_path: str | None = None):
         n = len(task_ids)
         self.params, self.states = empty_batch(n)
-        self.episodes: list[Episode | None] = [None] * n
-        self.task_ids = np.array(list(task_ids), dtype=object)
+        self.start_states = self.states.copy()
+        self.facts = np.zeros((n, MAX_FACTS), dtype=np.int64)
+        self.task_codes = self.codes_of(task_ids)
         self.step_limit = np.zeros(n, dtype=np.int64)
+        self.reset_streams = np.zeros(n, dtype=np.uint64)
+        self.seeded = np.zeros(n, dtype=np.bool_)
+        self.started = np.zeros(n, dtype=np.bool_)
         self.max_episode_steps = MAX_EPISODE_STEPS if max_episode_steps is None else int(max_episode_steps)
-        self.task_options = dict(task_options or {})
+        self.trace_path = trace_path
         self._slots: ObservationSlots | None = None  # single-cluster observations (step_one)
 
     def __getstate__(self) -> dict:
@@ -99,19 +111,24 @@ class Engine:
         """Number of clusters."""
         return self.states.shape[0]
 
+    @property
+    def task_ids(self) -> np.ndarray:
+        """(N,) object array of each row's task id."""
+        return _TASK_ID_BY_CODE[self.task_codes]
+
+    @staticmethod
+    def codes_of(task_ids) -> np.ndarray:
+        """(N,) int64 task codes of task ids (``ValueError`` for an unknown id)."""
+        codes = np.empty(len(task_ids), dtype=np.int64)
+        for i, task_id in enumerate(task_ids):
+            codes[i] = TASK_CODES[get_task(task_id).id]
+        return codes
+
     @classmethod
     def from_snapshot(cls, contents: SnapshotContents, k: int) -> Engine:
         """``k`` identical copies of a decoded snapshot's cluster (common random numbers)."""
-        engine = cls.__new__(cls)
-        engine.params = repeat_record(contents.params, k)
-        engine.states = repeat_record(contents.state, k)
-        episode = Episode(task=get_task(contents.task), params=contents.params, state=contents.state, facts=contents.facts)
-        engine.episodes = [episode] * k
-        engine.task_ids = np.full(k, contents.task, dtype=object)
-        engine.max_episode_steps = MAX_EPISODE_STEPS
-        engine.step_limit = np.full(k, engine.step_limit_for(contents.params), dtype=np.int64)
-        engine.task_options = {}
-        engine._slots = None
+        engine = cls([contents.task] * k)
+        engine.load(contents, np.arange(k))
         return engine
 
     # -- episodes ------------------------------------------------------------------------------
@@ -119,33 +136,70 @@ class Engine:
         """The step at which an episode with ``params`` (a ``PARAMS_DTYPE`` record) is truncated."""
         return min(int(params["episode_steps"]), self.max_episode_steps)
 
-    def draw_episode(self, task: str, rng: np.random.Generator) -> Episode:
-        """A new episode of ``task`` whose seed is drawn from ``rng`` (which advances)."""
-        options = self.task_options if "trace_path" in get_task(task).options else {}
-        return build_episode(task, int(rng.integers(0, _EPISODE_SEED_BOUND)), **options)
+    def trace(self) -> np.ndarray:
+        """The trace task's load for episodes started now (``ValueError`` for a bad CSV)."""
+        return trace_load(self.trace_path)
 
-    def start(self, row: int, episode: Episode) -> None:
-        """Run ``episode`` from its first step in ``row``."""
-        self.episodes[row] = episode
-        self.task_ids[row] = episode.task.id
-        self.params[row] = episode.params
-        self.states[row] = episode.state
-        self.step_limit[row] = self.step_limit_for(episode.params)
+    def reseed(self, rows, seeds) -> None:
+        """Set the reset stream of each row of ``rows`` from its integer seed in ``seeds``."""
+        for row, seed in zip(rows, seeds):
+            self.reset_streams[row] = reset_stream_from_seed(as_uint64(seed))
+            self.seeded[row] = True
+
+    def draw(self, row: int) -> int:
+        """The next draw of ``row``'s reset stream (advanced), as a Python int."""
+        return int(next_draw(self.reset_streams, row))
+
+    def restart(self, mask: np.ndarray, codes: np.ndarray | None = None, parallel: bool = False,
+                load: np.ndarray | None = None) -> None:
+        """Start a new episode in every row where ``mask`` is True, of task ``codes`` (default:
+        the rows' current tasks), its seed the row's next reset-stream draw; one compiled call.
+        ``load`` is the trace task's load (``trace()``), when the caller fetched it already."""
+        if codes is not None:
+            self.task_codes[mask] = codes[mask]
+        restart_rows(mask, self.task_codes, self.reset_streams, self.params, self.states, self.start_states,
+                     self.facts, self.step_limit, self.max_episode_steps, TABLES,
+                     self.trace() if load is None else load, parallel)
+        self.started |= mask
+
+    def episode(self, row: int) -> Episode | None:
+        """``row``'s episode (task, params, initial state, facts); ``None`` before one starts.
+        After ``load`` its initial state is the snapshot's."""
+        if not self.started[row]:
+            return None
+        task = TASKS_BY_CODE[int(self.task_codes[row])]
+        return Episode(task=task, params=self.params[row].copy(), state=self.start_states[row].copy(),
+                       facts=self.facts_of(row))
+
+    def facts_of(self, row: int) -> dict:
+        """``row``'s episode facts by name (facts a restored snapshot lacked are left out)."""
+        task = TASKS_BY_CODE[int(self.task_codes[row])]
+        return {k: v for k, v in facts_dict(task, self.facts[row]).items() if v != UNKNOWN_FACT}
 
     def load(self, contents: SnapshotContents, rows: np.ndarray) -> None:
-        """Continue the snapshotted episode in every row of ``rows`` (indices), each with its
-        own copy of the facts."""
+        """Continue the snapshotted episode in every row of ``rows`` (indices).
+
+        Raises:
+            ValueError: a fact of the snapshot is not an integer (nothing changes).
+        """
         task = get_task(contents.task)
+        facts_row = np.full(MAX_FACTS, UNKNOWN_FACT, dtype=np.int64)
+        for k, name in enumerate(task.fact_names):
+            value = contents.facts.get(name, UNKNOWN_FACT)
+            if type(value) is not int:
+                raise ValueError(f"snapshot fact {name!r} must be an integer, got {value!r}")
+            facts_row[k] = value
         self.params[rows] = contents.params
         self.states[rows] = contents.state
+        self.start_states[rows] = contents.state
+        self.facts[rows] = facts_row
         self.step_limit[rows] = self.step_limit_for(contents.params)
-        self.task_ids[rows] = contents.task
-        for row in rows.tolist():
-            self.episodes[row] = Episode(task=task, params=contents.params, state=contents.state, facts=dict(contents.facts))
+        self.task_codes[rows] = TASK_CODES[task.id]
+        self.started[rows] = True
 
     def snapshot(self, row: int) -> bytes:
         """``row``'s current episode as snapshot bytes (``dime_gym.snapshot``)."""
-        return encode_snapshot(self.task_ids[row], self.params[row], self.states[row], self.episodes[row].facts)
+        return encode_snapshot(self.task_ids[row], self.params[row], self.states[row], self.facts_of(row))
 
     # -- stepping and observing ----------------------------------------------------------------
     def step(self, actions: np.ndarray, stepping: np.ndarray, parallel: bool | None = None) -> BatchOutputs:
@@ -197,5 +251,5 @@ class Engine:
         if mode == "rgb_array":
             return render_rgb(self.states[row], self.params[row])
         if mode == "ansi":
-            return render_ansi(self.states[row], self.task_ids[row])
+            return render_ansi(self.states[row], _TASK_ID_BY_CODE[self.task_codes[row]])
         return None

@@ -1,6 +1,6 @@
 """``DimeEnv``: the Gymnasium shell over an engine of one cluster (``dime_gym.engine``). It
-seeds episodes from Gymnasium's generator, validates input and builds infos; the engine holds
-the records and makes the compiled calls.
+seeds the engine's reset stream, validates input and builds infos; the engine holds the
+records, starts episodes and makes the compiled calls.
 
 A step is one compiled call (``core.batch.step_single``: validate, step, observe, score) plus
 the views and dicts Gymnasium expects; the triage oracle in ``info`` runs only when read.
@@ -202,7 +202,7 @@ class DimeEnv(gym.Env):
     ## Arguments
     | argument | default | meaning |
     |---|---|---|
-    | task | ``"traffic_spike"`` | a task id; or ``"all"`` or a sequence of ids to draw one task per episode, uniformly, from the reset generator (``info["task"]`` says which; ``DIME-multitask-v0`` registers ``"all"``) |
+    | task | ``"traffic_spike"`` | a task id; or ``"all"`` or a sequence of ids to draw one task per episode, uniformly, from the reset stream (``info["task"]`` says which; ``DIME-multitask-v0`` registers ``"all"``) |
     | render_mode | ``None`` | ``"ansi"`` (one text line per node) or ``"rgb_array"`` (a ``(240, 416, 3) uint8`` picture, ``dime_gym.render``) |
     | trace_path | ``None`` | a CSV load trace for ``level_5_alibaba_trace`` (default: the bundled one) |
     | with_oracle | ``True`` | add the triage oracle's suggestion as ``info["oracle"]``, computed only when read (``OracleInfo``) |
@@ -221,8 +221,14 @@ class DimeEnv(gym.Env):
     ## Snapshots
     ``snapshot()`` returns the episode as compact, versioned bytes (params, state and RNG
     streams, facts; see ``dime_gym.snapshot``); ``restore(snapshot)`` continues it bit for bit,
-    in this env or any other ``DimeEnv``. The reset generator (which seeds *later* episodes) is
+    in this env or any other ``DimeEnv``. The reset stream (which seeds *later* episodes) is
     not part of a snapshot.
+
+    ## Seeding
+    ``reset(seed=s)`` seeds the env's reset stream (``dime_gym.scenarios.episodes``); every
+    episode, this one and the later ones started by ``reset()`` without a seed, takes the
+    stream's next draw as its episode seed. ``reset()`` before any seed starts the stream from
+    fresh entropy (Gymnasium's ``np_random``).
 
     ## Version History
     * v0: initial release.
@@ -237,7 +243,7 @@ class DimeEnv(gym.Env):
     ((8,), dtype('float32'), 'retry_storm', 'no_op')
     >>> obs, reward, terminated, truncated, info = env.step(np.array([4, 0, 0, 8]))  # throttle to 0.40
     >>> round(reward, 3), terminated, truncated, round(float(obs["throttle_rate"][0]), 2)
-    (1.507, False, False, 0.4)
+    (1.508, False, False, 0.4)
     >>> round(info["reward_components"]["r_shed"], 2), info["action_errors"]
     (-0.6, [])
     """
@@ -256,7 +262,10 @@ class DimeEnv(gym.Env):
             raise ValueError(f"trace_path is only valid for level_5_alibaba_trace, not {task!r}")
         self.observation_space = observation_space()
         self.action_space = spaces.MultiDiscrete(ACTION_NVEC)
-        self._engine = Engine([self.tasks[0]], task_options={"trace_path": trace_path} if trace_path is not None else None)
+        self._engine = Engine([self.tasks[0]], trace_path=trace_path)
+        self._task = None  # the current episode's Task (None before reset)
+        self._pool_codes = Engine.codes_of(self.tasks)
+        self._row = np.ones(1, dtype=np.bool_)
 
     # -- gymnasium API ------------------------------------------------------------------------
     def reset(self, *, seed: int | None = None, options: dict | None = None):
@@ -266,10 +275,19 @@ class DimeEnv(gym.Env):
             raise ValueError(f"unknown reset option(s) {sorted(options)}; valid: 'task'")
         if task is not None:
             get_task(task)  # checked before seeding: a refused reset changes nothing
+        engine = self._engine
+        load = engine.trace()  # a bad trace file is refused before anything changes
         super().reset(seed=seed)
-        if task is None:  # a multi-task env draws the episode's task first, from the same generator
-            task = self.tasks[0] if len(self.tasks) == 1 else self.tasks[int(self.np_random.integers(len(self.tasks)))]
-        self._engine.start(0, self._engine.draw_episode(task, self.np_random))
+        if seed is not None:
+            engine.reseed((0,), (seed,))
+        elif not engine.seeded[0]:
+            engine.reseed((0,), (int(self.np_random.integers(0, 2**63)),))
+        if task is None:  # a multi-task env draws the episode's task first, from the same stream
+            code = self._pool_codes[0] if len(self.tasks) == 1 else self._pool_codes[engine.draw(0) % len(self.tasks)]
+        else:
+            code = Engine.codes_of((task,))[0]
+        engine.restart(self._row, np.array([code]), load=load)
+        self._task = get_task(engine.task_ids[0])
         return self._observe_current()
 
     def step(self, action):
@@ -284,10 +302,10 @@ class DimeEnv(gym.Env):
         if result[RESULT_STATUS] != STEPPED:
             self._raise_refused(result[RESULT_STATUS], action)
         errors = result[RESULT_ACTION_ERRORS]
-        episode = engine.episodes[0]
+        task = self._task
         info = {
-            "task": episode.task.id,
-            "task_hint": episode.task.task_hint,
+            "task": task.id,
+            "task_hint": task.task_hint,
             "reward_components": _reward_components_dict(result),
             "action_errors": describe_errors(errors, a) if errors else [],
             "score": result[RESULT_SCORE],
@@ -300,7 +318,7 @@ class DimeEnv(gym.Env):
 
     def _raise_refused(self, status: int, action) -> None:
         """Raise the error for a step the kernel refused (it changed nothing)."""
-        if self._engine.episodes[0] is None:
+        if self._task is None:
             raise RuntimeError("call reset() before step()")
         if status == EPISODE_OVER:
             raise RuntimeError(f"the episode ended after {int(self._engine.states[0]['step'])} steps; call reset()")
@@ -310,7 +328,7 @@ class DimeEnv(gym.Env):
     def _observe_current(self):
         """``(obs, info)`` of the current state without stepping (after reset or restore)."""
         result, obs = self._engine.observe_one()
-        task = self._engine.episodes[0].task
+        task = self._task
         info = {
             "task": task.id,
             "task_hint": task.task_hint,
@@ -325,7 +343,7 @@ class DimeEnv(gym.Env):
     # -- snapshots -----------------------------------------------------------------------------
     def snapshot(self) -> bytes:
         """The current episode as snapshot bytes (see ``dime_gym.snapshot``)."""
-        if self._engine.episodes[0] is None:
+        if self._task is None:
             raise RuntimeError("call reset() before snapshot()")
         return self._engine.snapshot(0)
 
@@ -338,7 +356,9 @@ class DimeEnv(gym.Env):
         Raises:
             ValueError: a truncated, corrupted or incompatible snapshot (nothing changes).
         """
-        self._engine.load(decode_snapshot(snapshot), np.zeros(1, dtype=np.intp))
+        contents = decode_snapshot(snapshot)
+        self._engine.load(contents, np.zeros(1, dtype=np.intp))
+        self._task = get_task(contents.task)
         return self._observe_current()
 
     def render(self):
@@ -351,7 +371,7 @@ class DimeEnv(gym.Env):
     def episode(self):
         """The current episode's task, params, initial state and facts (``None`` before reset;
         after ``restore`` its state is the snapshot's)."""
-        return self._engine.episodes[0]
+        return self._engine.episode(0)
 
     @property
     def state_record(self) -> np.ndarray:

@@ -12,14 +12,13 @@ actions (the same kernels; tests compare it with Gymnasium's ``SyncVectorEnv`` b
 
 from __future__ import annotations
 
-import copy
 import operator
 import time
 from collections.abc import Sequence
 
 import numpy as np
+from gymnasium import error as gym_error
 from gymnasium import spaces
-from gymnasium.utils import seeding
 from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
@@ -75,8 +74,10 @@ class DimeVectorEnv(VectorEnv):
     with ``reset(options={"reset_mask": mask})``; stepping one before that raises.
 
     ## Reset and seeding
-    ``reset(seed=s)`` seeds sub-env ``i`` with ``s + i`` (a list gives one seed each), like
-    ``SyncVectorEnv``; each sub-env keeps its own generator for later episodes.
+    ``reset(seed=s)`` seeds sub-env ``i``'s reset stream with ``s + i`` (a list gives one seed
+    each), like ``SyncVectorEnv``; every later episode of the sub-env, autoresets included,
+    takes its seed from that stream, exactly as ``DimeEnv`` does. Episodes start inside the
+    compiled call (``scenarios.episodes``): an autoreset costs no Python per sub-env.
     ``options={"reset_mask": bool array}`` resets only those sub-envs; ``options={"task": ...}``
     (one id or one per sub-env) switches tasks for the sub-envs being reset.
 
@@ -137,9 +138,8 @@ class DimeVectorEnv(VectorEnv):
         self.action_space = batch_space(self.single_action_space, self.num_envs)
 
         n = self.num_envs
-        self._engine = Engine(self._default_tasks, max_episode_steps=self.max_episode_steps,
-                              task_options={"trace_path": trace_path} if trace_path is not None else None)
-        self._env_rngs: list[np.random.Generator | None] = [None] * n  # each sub-env's reset generator
+        self._engine = Engine(self._default_tasks, max_episode_steps=self.max_episode_steps, trace_path=trace_path)
+        self._default_codes = Engine.codes_of(self._default_tasks)
         self._pending_reset = np.zeros(n, dtype=np.bool_)  # NEXT_STEP: reset on the next step
         self._ended = np.zeros(n, dtype=np.bool_)  # DISABLED: must be reset before stepping
         self._all_stepping = np.ones(n, dtype=np.bool_)
@@ -166,21 +166,28 @@ class DimeVectorEnv(VectorEnv):
                 raise ValueError(f"options['reset_mask'] must be a bool array of shape ({n},), got {mask.dtype} {mask.shape}")
             if not self._has_reset and not mask.all():
                 raise ValueError("the first reset must reset every sub-env (no reset_mask, or an all-True one)")
-        tasks = self._expand_tasks(new_tasks) if new_tasks is not None else self._default_tasks
+        codes = Engine.codes_of(self._expand_tasks(new_tasks)) if new_tasks is not None else self._default_codes
         if seed is None or isinstance(seed, (int, np.integer)):
             seeds = [None] * n if seed is None else [int(seed) + i for i in range(n)]
         else:
             seeds = list(seed)
             if len(seeds) != n:
                 raise ValueError(f"seed must be an int, None or a list of {n} seeds, got {len(seeds)} seeds")
-        rows = np.flatnonzero(mask).tolist()
-        # built before anything changes (an existing generator is advanced on a copy)
-        started = {b: self._new_episode(tasks[b], seeds[b], None if seeds[b] is not None else copy.deepcopy(self._env_rngs[b]))
-                   for b in rows}
+            for s in seeds:
+                if s is not None and not (isinstance(s, (int, np.integer)) and s >= 0):
+                    raise gym_error.Error(f"Seed must be None or an integer >= 0, got {s!r}")
+        engine = self._engine
+        load = engine.trace()  # a bad trace file is refused before anything changes
         if seed is None or isinstance(seed, (int, np.integer)):
             super().reset(seed=None if seed is None else int(seed))
-        for b, (rng, episode) in started.items():
-            self._start(b, rng, episode)
+        rows = np.flatnonzero(mask).tolist()
+        seeded = [(b, seeds[b]) for b in rows if seeds[b] is not None]
+        fresh = [b for b in rows if seeds[b] is None and not engine.seeded[b]]
+        if fresh:  # never seeded: streams from fresh entropy
+            entropy = np.random.SeedSequence().generate_state(len(fresh), np.uint64).tolist()
+            seeded += list(zip(fresh, entropy))
+        engine.reseed([b for b, _ in seeded], [s for _, s in seeded])
+        engine.restart(mask, codes, self._restart_in_parallel(), load=load)
         self._pending_reset[mask] = False
         self._ended[mask] = False
         self._has_reset = True
@@ -194,9 +201,8 @@ class DimeVectorEnv(VectorEnv):
         a = validate_action_batch(actions, n)
         if self.autoreset_mode == AutoresetMode.NEXT_STEP:
             resetting = self._pending_reset
-            for b in np.flatnonzero(resetting).tolist():
-                task = self._default_tasks[b]
-                self._start(b, *self._new_episode(task, None, self._env_rngs[b]))
+            if resetting.any():
+                self._engine.restart(resetting, self._default_codes, self._restart_in_parallel())
             stepping = ~resetting
         else:
             if self._ended.any():
@@ -287,7 +293,8 @@ class DimeVectorEnv(VectorEnv):
     @property
     def facts(self) -> tuple[dict, ...]:
         """Each sub-env's episode facts (fault step, faulty node, ...)."""
-        return tuple(dict(e.facts) if e is not None else {} for e in self._engine.episodes)
+        engine = self._engine
+        return tuple(engine.facts_of(b) if engine.started[b] else {} for b in range(self.num_envs))
 
     # -- helpers -----------------------------------------------------------------------------------
     def _expand_tasks(self, task) -> list[str]:
@@ -307,18 +314,9 @@ class DimeVectorEnv(VectorEnv):
             raise IndexError(f"sub-env index {index} out of range for {self.num_envs} sub-envs")
         return b % self.num_envs
 
-    def _new_episode(self, task: str, seed: int | None, rng: np.random.Generator | None):
-        """``(generator, episode)`` for a new episode of ``task``, drawn exactly as
-        ``DimeEnv.reset(seed=seed)`` draws it: from a fresh generator when ``seed`` is given
-        (or there is none yet), else from ``rng``, which is advanced."""
-        if seed is not None or rng is None:
-            rng = seeding.np_random(seed)[0]
-        return rng, self._engine.draw_episode(task, rng)
-
-    def _start(self, b: int, rng: np.random.Generator, episode) -> None:
-        """Install a new episode (from ``_new_episode``) in sub-env ``b``; ``rng`` seeds its next."""
-        self._env_rngs[b] = rng
-        self._engine.start(b, episode)
+    def _restart_in_parallel(self) -> bool:
+        """Whether episode starts run on all cores: when the batched step does."""
+        return bool(self.parallel) if self._chooser is None else self._chooser.faster()
 
     def _infos(self, out: BatchOutputs, mask: np.ndarray) -> dict:
         return {
@@ -328,6 +326,6 @@ class DimeVectorEnv(VectorEnv):
             "_score": mask.copy(),
             "action_errors": out.action_errors,
             "_action_errors": mask.copy(),
-            "task": self._engine.task_ids.copy(),
+            "task": self._engine.task_ids,
             "_task": mask.copy(),
         }

@@ -15,11 +15,15 @@ TASKS = ("healthy", "retry_storm", "zombie_node", "black_swan_az_failure")
 NVEC = [6, 8, 8, 21]
 
 
-def _engine_with_episodes(seed: int = 0) -> Engine:
-    engine = Engine(TASKS)
-    for row, task in enumerate(TASKS):
-        engine.start(row, engine.draw_episode(task, np.random.default_rng([seed, row])))
+def _started(tasks, seeds, max_episode_steps=None) -> Engine:
+    engine = Engine(tasks, max_episode_steps=max_episode_steps)
+    engine.reseed(range(len(tasks)), seeds)
+    engine.restart(np.ones(len(tasks), dtype=np.bool_))
     return engine
+
+
+def _engine_with_episodes(seed: int = 0) -> Engine:
+    return _started(TASKS, [seed * 100 + row for row in range(len(TASKS))])
 
 
 def test_engine__rows_step_as_engines_of_one():
@@ -27,9 +31,7 @@ def test_engine__rows_step_as_engines_of_one():
     batch = _engine_with_episodes()
     singles = []
     for row, task in enumerate(TASKS):
-        single = Engine([task])
-        single.start(0, single.draw_episode(task, np.random.default_rng([0, row])))
-        singles.append(single)
+        singles.append(_started([task], [row]))
     for _ in range(20):
         actions = rng.integers(0, NVEC, size=(len(TASKS), 4))
         out = batch.step(actions, np.ones(len(TASKS), dtype=np.bool_))
@@ -49,7 +51,8 @@ def test_engine__a_loaded_snapshot_continues_bit_for_bit_in_any_rows():
     copies = Engine(["healthy"] * 3)
     copies.load(contents, np.array([0, 2]))
     assert list(copies.task_ids) == ["retry_storm", "healthy", "retry_storm"]
-    assert copies.episodes[0].facts == engine.episodes[1].facts and copies.episodes[0].facts is not copies.episodes[2].facts
+    assert copies.facts_of(0) == copies.facts_of(2) == engine.facts_of(1) and engine.facts_of(1)
+    assert copies.episode(0).state.tobytes() == contents.state.tobytes()  # a loaded episode starts at the snapshot
     k = Engine.from_snapshot(contents, 2)
     actions = rng.integers(0, NVEC, size=(5, 4))
     for a in actions:
@@ -61,8 +64,7 @@ def test_engine__a_loaded_snapshot_continues_bit_for_bit_in_any_rows():
 
 
 def test_engine__step_limit_truncates_and_observe_steps_nothing():
-    engine = Engine(["healthy"], max_episode_steps=3)
-    engine.start(0, engine.draw_episode("healthy", np.random.default_rng(0)))
+    engine = _started(["healthy"], [0], max_episode_steps=3)
     assert engine.step_limit[0] == 3
     before = engine.states.tobytes()
     out = engine.observe()

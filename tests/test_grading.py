@@ -11,10 +11,9 @@ import numpy as np
 import pytest
 
 from dime_gym.core.dynamics import step_batch_serial
-from dime_gym.core.params import default_params
-from dime_gym.core.state import STATE_DTYPE, N_NODES
+from dime_gym.core.state import N_NODES
 from dime_gym.policies import DEGENERATE_POLICIES
-from dime_gym.scenarios import TASK_IDS, healthy_state
+from dime_gym.scenarios import TASK_IDS, build_episode
 from dime_gym.scenarios.graders import grade
 from dime_trainer.evaluation import builtin_scores
 
@@ -60,10 +59,9 @@ def test_throttle_everything__scores_zero(scores):
 
 
 def _run_healthy(seed: int, steps: int):
-    params = np.zeros(1, dtype=default_params().dtype)
-    params[0] = default_params()
-    states = np.zeros(1, dtype=STATE_DTYPE)
-    states[0] = healthy_state(params[0], seed)
+    episode = build_episode("healthy", seed)
+    params = episode.params.reshape(1).copy()
+    states = episode.state.reshape(1).copy()
     noop = np.zeros((1, 4), dtype=np.int64)
     for _ in range(steps):
         step_batch_serial(params, states, noop)

@@ -9,6 +9,8 @@ import typing
 import gymnasium as gym
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import dime_gym  # noqa: F401 - registers DIME-v0
 from dime_gym import TASK_IDS, TASKS, TaskId
@@ -340,16 +342,94 @@ def test_scenarios__healthy_test_task_runs_but_is_no_benchmark_task():
     assert min(rewards) > 2.0  # the design point: about +2.3 a step
 
 
-def test_episode_generator__equals_numpys_seed_sequence_generator_bit_for_bit():
-    # the compiled SeedSequence hash must give NumPy's generator for every seed, or seeds would
-    # map to other episodes: edges of the one- and two-word encodings, negatives, random seeds
-    from dime_gym.scenarios.seeding import EPISODE_STREAM, episode_generator
+# --- compiled episode construction -------------------------------------------------------------------
+def test_setup_hooks__the_dispatch_chain_calls_each_codes_hook():
+    # run_setup_hook's if-chain must call SETUP_HOOKS[code]: compare it with the hook called directly
+    from dime_gym.scenarios import TABLES
+    from dime_gym.scenarios.faults import MAX_FACTS, SETUP_HOOKS, run_setup_hook
 
-    draws = np.random.default_rng(0)
-    seeds = [0, 1, 7, 2**32 - 1, 2**32, 2**32 + 5, 2**63 - 1, 2**64 - 1, 2**64, -1, -(2**40)]
-    seeds += draws.integers(0, 2**63 - 1, 300).tolist() + draws.integers(0, 2**32, 300).tolist()
-    for seed in seeds:
-        expected = np.random.default_rng(np.random.SeedSequence([seed & 0xFFFFFFFFFFFFFFFF, EPISODE_STREAM]))
-        got = episode_generator(seed)
-        assert got.bit_generator.state == expected.bit_generator.state, seed
-        assert got.integers(0, 2**40, 3).tolist() == expected.integers(0, 2**40, 3).tolist(), seed
+    load = bundled_trace()
+    for code, hook in enumerate(SETUP_HOOKS):
+        results = []
+        for call in (lambda *a: run_setup_hook(code, *a), hook):
+            params, states = TABLES.params_template.copy(), TABLES.state_template.copy()
+            params[0]["episode_steps"] = max(int(TABLES.episode_steps[code]), 1)
+            g = np.array([12345 + code], dtype=np.uint64)
+            facts = np.zeros(MAX_FACTS, dtype=np.int64)
+            call(g, params[0], states[0], facts, load)
+            results.append((params.tobytes(), states.tobytes(), facts.tolist(), int(g[0])))
+        assert results[0] == results[1], hook
+        assert results[0][3] != 12345 + code or code == len(SETUP_HOOKS) - 1  # every fault draws (healthy does not)
+
+
+def test_task_codes__one_hook_per_task_and_facts_fit():
+    from dime_gym.scenarios import TASK_CODES, TEST_TASKS
+    from dime_gym.scenarios.faults import MAX_FACTS, SETUP_HOOKS
+
+    assert sorted(TASK_CODES.values()) == list(range(len(SETUP_HOOKS)))
+    for task in (*TASKS, *TEST_TASKS):
+        assert SETUP_HOOKS[TASK_CODES[task.id]] is task.setup
+        assert 1 <= len(task.fact_names) <= MAX_FACTS and len(set(task.fact_names)) == len(task.fact_names)
+
+
+@settings(max_examples=60, deadline=None)
+@given(task=st.sampled_from(TASK_IDS), seed=st.integers(min_value=-(2**70), max_value=2**70))
+def test_build_episode__any_seed_gives_valid_params_and_facts_in_range(task, seed):
+    from dime_gym.core.params import validate_params
+    from dime_gym.core.state import FIRST_WORKER, N_NODES
+
+    ep = build_episode(task, seed)
+    validate_params(ep.params)
+    assert list(ep.facts) == list(get_task(task).fact_names)
+    steps = get_task(task).episode_steps
+    for name, value in ep.facts.items():
+        if "node" in name or name.startswith(("hot_", "cool_", "az_")):
+            assert FIRST_WORKER <= value < N_NODES, (name, value)
+        elif name != "trace_offset":
+            assert 0 <= value <= 2 * steps, (name, value)
+    assert build_episode(task, seed + 2**64).params.tobytes() == ep.params.tobytes()  # seeds are taken mod 2**64
+    schedule = reference_commands(ep)
+    assert all(0 <= step < steps for step in schedule)
+
+
+@pytest.mark.parametrize("task", ["healthy", "hot_shard_skew", "cascading_failure", "traffic_spike"])
+def test_build_episode__reset_p99_is_the_latency_mixtures_quantile(task):
+    # the reset observation's p99 is the 0.99 quantile of the same mixture a step uses (no queues
+    # yet): check it against the tail of that mixture computed here in NumPy, to the grid step
+    from dime_gym.core.latency import QUANTILE_STEP_MS
+    from dime_gym.core.params import CPU_BACKGROUND
+    from dime_gym.core.state import FIRST_WORKER
+
+    ep = build_episode(task, 7)
+    s = ep.state
+    weights = s["route_weight"][FIRST_WORKER:]
+    share = weights / weights.sum()
+    rho = (s["cpu"][FIRST_WORKER:] - CPU_BACKGROUND) / (1 - CPU_BACKGROUND)
+    db_ms = 2.0 / (1 - min(float(s["db_util"]), 0.98)) * (1 + 2.0 * float(s["io_wait"]))
+    mean_ms = 3.0 / (1 - np.minimum(rho, 0.98)) + db_ms
+
+    def tail(x):
+        return float(np.sum(share * np.exp(-x / mean_ms)))
+
+    p99 = float(s["latency_p99_ms"])
+    assert tail(p99) <= 0.01 * (1 + 1e-9) and tail(p99 - QUANTILE_STEP_MS) > 0.01 * (1 - 1e-9)
+    assert float(s["latency_mean_ms"]) == pytest.approx(float(np.sum(share * mean_ms)))
+
+
+def test_vector_restart__equals_build_episode_from_the_row_streams_draws():
+    # an autoreset starts, inside the compiled call, the episode build_episode builds from the
+    # sub-env's next reset-stream draw
+    from dime_gym.scenarios.episodes import as_uint64, next_draw, reset_stream_from_seed
+    from dime_gym.vector import DimeVectorEnv
+
+    tasks = list(TASK_IDS)
+    envs = DimeVectorEnv(num_envs=len(tasks), task=tasks, max_episode_steps=2)
+    envs.reset(seed=40)
+    for _ in range(3):  # the third step autoresets every sub-env
+        envs.step(np.zeros((len(tasks), 4), dtype=np.int64))
+    for b, task in enumerate(tasks):
+        stream = np.array([reset_stream_from_seed(as_uint64(40 + b))], dtype=np.uint64)
+        next_draw(stream, 0)  # the first episode's seed
+        expected = build_episode(task, int(next_draw(stream, 0)))
+        assert envs.state_records[b].tobytes() == expected.state.tobytes(), task
+        assert envs.facts[b] == expected.facts

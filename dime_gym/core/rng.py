@@ -51,9 +51,18 @@ def next_normal(rng_state, stream):
     return math.sqrt(-2.0 * math.log(1.0 - u1)) * math.cos(2.0 * math.pi * u2)
 
 
+STREAM_SALT = 0x1234567  # stream k of a cluster starts at mix64(seed ^ (k + 1) * this)
+
+
+@kernel
+def write_seed_streams(rng_state, seed):
+    """Set the ``(N_STREAMS,)`` stream states ``rng_state`` from a uint64 ``seed``."""
+    for k in range(N_STREAMS):
+        rng_state[k] = mix64(seed ^ np.uint64(STREAM_SALT * (k + 1)))
+
+
 def seed_streams(seed: int) -> np.ndarray:
-    """Derive the initial ``(N_STREAMS,)`` uint64 stream states from an integer seed."""
-    base = np.uint64(int(seed) & 0xFFFFFFFFFFFFFFFF)
-    return np.array(
-        [mix64(base ^ np.uint64(0x1234567 * (k + 1))) for k in range(N_STREAMS)], dtype=np.uint64
-    )
+    """The initial ``(N_STREAMS,)`` uint64 stream states for an integer seed (mod 2**64)."""
+    streams = np.zeros(N_STREAMS, dtype=np.uint64)
+    write_seed_streams(streams, np.uint64(int(seed) & 0xFFFFFFFFFFFFFFFF))
+    return streams

@@ -1,7 +1,8 @@
 """The 14 DIME tasks as data: the task table, episode construction, graders, reference solutions.
 
 ``build_episode(task_id, seed)`` turns a task record and a seed into the ``(params, state)``
-records the core kernels step, plus the episode facts (fault step, faulty node, ...).
+records the core kernels step, plus the episode facts (fault step, faulty node, ...), through
+the same compiled construction that resets and autoresets every env (``scenarios.episodes``).
 """
 
 from __future__ import annotations
@@ -11,28 +12,11 @@ import typing
 
 import numpy as np
 
-from dime_gym.core._jit import kernel
-from dime_gym.core.params import (
-    CPU_BACKGROUND,
-    UTIL_CEILING,
-    WORKER_SERVICE_MS,
-    MEM_BASELINE,
-    MEM_DB_BASELINE,
-    default_params,
-    record_from_bytes,
-    validate_params,
-)
-from dime_gym.core.latency import db_io_wait, db_response_ms
-from dime_gym.core.rng import seed_streams
-from dime_gym.core.state import (
-    DB,
-    ERROR_BUDGET_MAX,
-    FIRST_WORKER,
-    N_NODES,
-    STATE_DTYPE,
-)
-from dime_gym.scenarios.seeding import episode_generator
+from dime_gym.core.state import MAX_EPISODE_STEPS, PARAMS_DTYPE, STATE_DTYPE
+from dime_gym.scenarios.episodes import EpisodeTables, as_uint64, make_tables, start_episode
+from dime_gym.scenarios.faults import MAX_FACTS, SETUP_HOOKS
 from dime_gym.scenarios.tasks import TASKS, TEST_TASKS, ReferenceStep, Task, TaskId
+from dime_gym.scenarios.trace import bundled_trace, load_trace_csv
 
 
 def _index_tasks(tasks: tuple[Task, ...]) -> dict[str, Task]:
@@ -65,9 +49,46 @@ def get_task(task_id: str) -> Task:
         raise ValueError(f"unknown task {task_id!r}; valid tasks: {', '.join(TASK_IDS)}") from None
 
 
+def _task_codes(tasks: tuple[Task, ...]) -> dict[str, int]:
+    """Each task's code: the index of its setup hook in ``SETUP_HOOKS`` (one hook per task)."""
+    codes = {}
+    for task in tasks:
+        if task.setup not in SETUP_HOOKS:
+            raise ValueError(f"task {task.id!r}: its setup is not a hook of scenarios.faults.SETUP_HOOKS")
+        if len(task.fact_names) > MAX_FACTS:
+            raise ValueError(f"task {task.id!r} names {len(task.fact_names)} facts; at most {MAX_FACTS}")
+        codes[task.id] = SETUP_HOOKS.index(task.setup)
+    if len(set(codes.values())) != len(codes):
+        raise ValueError("two tasks share a setup hook; each task needs its own")
+    return codes
+
+
+TASK_CODES: dict[str, int] = _task_codes(tuple(_ANY_TASK_BY_ID.values()))
+TASKS_BY_CODE: dict[int, Task] = {code: _ANY_TASK_BY_ID[task_id] for task_id, code in TASK_CODES.items()}
+TABLES: EpisodeTables = make_tables(
+    [TASKS_BY_CODE[code].episode_steps if code in TASKS_BY_CODE else 1 for code in range(len(SETUP_HOOKS))],
+    [TASKS_BY_CODE[code].cloud_credits if code in TASKS_BY_CODE else 0.0 for code in range(len(SETUP_HOOKS))],
+)
+TRACE_TASK = "level_5_alibaba_trace"
+
+
+def trace_load(trace_path: str | None = None) -> np.ndarray:
+    """The per-step load the trace task replays: the CSV at ``trace_path`` (re-read when the
+    file changes) or the bundled trace.
+
+    Raises:
+        ValueError: an unreadable or invalid CSV, or one shorter than the task.
+    """
+    load = load_trace_csv(trace_path, float(TABLES.params_template[0]["base_rate_rps"])) if trace_path else bundled_trace()
+    steps = _ANY_TASK_BY_ID[TRACE_TASK].episode_steps
+    if len(load) < steps:
+        raise ValueError(f"trace has {len(load)} steps; task {TRACE_TASK} needs at least {steps}")
+    return load
+
+
 @dataclasses.dataclass(frozen=True)
 class Episode:
-    """Everything needed to step one episode: the records and what the scenario decided."""
+    """One episode: its task, params, initial state and facts (what the scenario decided)."""
 
     task: Task
     params: np.ndarray  # PARAMS_DTYPE scalar record
@@ -75,69 +96,17 @@ class Episode:
     facts: dict
 
 
-def _build_healthy_state_template() -> np.ndarray:
-    s = np.zeros((), dtype=STATE_DTYPE)
-    s["route_weight"][FIRST_WORKER:] = 1.0
-    s["throttle_rate"] = 1.0
-    s["error_budget"] = ERROR_BUDGET_MAX
-    s["db_pool_free"] = 1.0
-    s["mem"][DB] = MEM_DB_BASELINE + 0.1
-    s["mem"][FIRST_WORKER:] = MEM_BASELINE + 0.15
-    return s
-
-
-_HEALTHY_STATE_BYTES = _build_healthy_state_template().tobytes()
-
-
-def healthy_state(p: np.ndarray, seed: int) -> np.ndarray:
-    """A ``STATE_DTYPE`` record at the healthy design point, RNG streams seeded from ``seed``."""
-    s = record_from_bytes(_HEALTHY_STATE_BYTES, STATE_DTYPE)
-    s["rng"] = seed_streams(seed)
-    s["cloud_credits"] = p["initial_cloud_credits"]
-    return s
-
-
-_LOG_100 = float(np.log(100.0))  # p99 / mean of an exponential
-
-
-@kernel
-def _settle_observables_kernel(params, states):
-    """Fill the reset observation's CPU, rate and latency of ``states[0]`` from the step-0
-    load of ``params[0]`` (no queues): what the cluster shows before the first step."""
-    p = params[0]
-    s = states[0]
-    offered = p.base_rate_rps * p.load_profile[0]
-    weight_sum = 0.0
-    for i in range(FIRST_WORKER, N_NODES):
-        weight_sum += s.route_weight[i]
-    rho_max = -np.inf
-    for i in range(FIRST_WORKER, N_NODES):
-        rho = min(1.0, offered * s.route_weight[i] / weight_sum / p.worker_capacity_rps)
-        rho_max = max(rho_max, rho)
-        s.cpu[i] = CPU_BACKGROUND + (1 - CPU_BACKGROUND) * rho
-    db_util = min(1.0, offered / p.db_capacity_rps)  # (no split brain before the first step)
-    s.cpu[DB] = CPU_BACKGROUND + (1 - CPU_BACKGROUND) * db_util
-    s.db_util = db_util
-    s.io_wait = db_io_wait(db_util, 0.0)
-    s.offered_rps = offered
-    s.admitted_rps = offered
-    mean_ms = WORKER_SERVICE_MS / (1 - min(rho_max, UTIL_CEILING)) + db_response_ms(db_util, s.io_wait)
-    s.latency_mean_ms = mean_ms
-    s.latency_p99_ms = mean_ms * _LOG_100
-
-
-
-def _settle_observables(p: np.ndarray, s: np.ndarray) -> None:
-    """Fill the reset observation of 0-d record ``s`` from the step-0 load of ``p``."""
-    _settle_observables_kernel(p.reshape(1), s.reshape(1))
+def facts_dict(task: Task, facts_row: np.ndarray) -> dict[str, int]:
+    """An episode's facts by name, from its row of the ``(N, MAX_FACTS)`` facts array."""
+    return dict(zip(task.fact_names, facts_row[: len(task.fact_names)].tolist()))
 
 
 def build_episode(task_id: str, seed: int, **options) -> Episode:
     """Build the params, initial state and facts of one episode of ``task_id``.
 
     Args:
-        task_id: one of ``TASK_IDS``.
-        seed: any integer; the same seed gives the same episode.
+        task_id: one of ``TASK_IDS`` (or ``TEST_TASK_IDS``).
+        seed: any integer (taken mod 2**64); the same seed gives the same episode.
         **options: task options (``trace_path`` for the trace task).
 
     Raises:
@@ -148,16 +117,15 @@ def build_episode(task_id: str, seed: int, **options) -> Episode:
     if unknown:
         valid = ", ".join(task.options) or "none"
         raise ValueError(f"task {task_id!r} got unknown option(s) {sorted(unknown)}; valid options: {valid}")
-    seed = int(seed)
-    rng = episode_generator(seed)  # = default_rng(SeedSequence([seed mod 2**64, 0xD1E])), faster
-    p = default_params()
-    p["episode_steps"] = task.episode_steps
-    p["initial_cloud_credits"] = task.cloud_credits
-    s = healthy_state(p, seed)
-    facts = task.setup(rng, p, s, options)
-    validate_params(p)
-    _settle_observables(p, s)
-    return Episode(task=task, params=p, state=s, facts=facts)
+    load = trace_load(options.get("trace_path")) if task.options else bundled_trace()
+    params = np.zeros(1, dtype=PARAMS_DTYPE)
+    states = np.zeros(1, dtype=STATE_DTYPE)
+    start_states = np.zeros(1, dtype=STATE_DTYPE)
+    facts = np.zeros((1, MAX_FACTS), dtype=np.int64)
+    step_limit = np.zeros(1, dtype=np.int64)
+    start_episode(0, TASK_CODES[task.id], as_uint64(seed), params, states, start_states, facts, step_limit,
+                  MAX_EPISODE_STEPS, TABLES.as_tuple(), load)
+    return Episode(task=task, params=params.reshape(()), state=states.reshape(()), facts=facts_dict(task, facts[0]))
 
 
 def reference_commands(episode: Episode) -> dict[int, str]:
@@ -176,12 +144,13 @@ __all__ = [
     "ReferenceStep",
     "TASKS",
     "TASKS_BY_ID",
+    "TASK_CODES",
     "TASK_IDS",
     "TEST_TASK_IDS",
     "Task",
     "TaskId",
     "build_episode",
+    "facts_dict",
     "get_task",
-    "healthy_state",
     "reference_commands",
 ]

@@ -1,9 +1,8 @@
-"""The 14 DIME tasks: one record each in ``TASKS``, plus one small pure setup hook per task.
+"""The 14 DIME tasks: one record each in ``TASKS``, each with its fault's setup hook.
 
-A hook receives a seeded ``numpy.random.Generator``, the task's params record and initial
-state record (both already holding the healthy defaults) and the task options, writes the
-task's fault into them as data (load profile, crash/zombie steps, leak rates, retry gain, ...) and returns the
-episode *facts* (fault step, faulty node, ...) that fill the reference solution's command
+A task's ``setup`` is its compiled hook in ``scenarios.faults``: it writes the fault into the
+params and initial state as data (load profile, crash/zombie steps, leak rates, retry gain, ...)
+and the episode *facts* (named by ``fact_names``) that fill the reference solution's command
 templates. The core kernels never see a task id: only these values.
 """
 
@@ -13,10 +12,7 @@ import dataclasses
 from collections.abc import Callable
 from typing import Literal
 
-import numpy as np
-
-from dime_gym.core.state import FIRST_WORKER, MAX_EPISODE_STEPS, N_NODES, N_WORKERS
-from dime_gym.scenarios.trace import bundled_trace, load_trace_csv
+from dime_gym.scenarios import faults
 
 TaskId = Literal[
     "traffic_spike",
@@ -35,7 +31,7 @@ TaskId = Literal[
     "autoscaler_flapping_trap",
 ]
 
-Hook = Callable[[np.random.Generator, np.ndarray, np.ndarray, dict], dict]
+Hook = Callable  # a compiled ``hook(g, p, s, facts, trace_load)`` of ``scenarios.faults``
 
 
 @dataclasses.dataclass(frozen=True)
@@ -58,166 +54,9 @@ class Task:
     ideal_response: str
     reference_solution: tuple[ReferenceStep, ...]
     setup: Hook
+    fact_names: tuple[str, ...]  # what the hook writes into an episode's facts, in order
     cloud_credits: float = 6.0
     options: tuple[str, ...] = ()
-
-
-def _random_worker(rng: np.random.Generator) -> int:
-    return int(rng.integers(FIRST_WORKER, N_NODES))
-
-
-def _profile(p: np.ndarray) -> np.ndarray:
-    return p["load_profile"]
-
-
-def _traffic_spike(rng, p, s, options):
-    start = int(rng.integers(10, 37))
-    length = int(rng.integers(6, 10))
-    height = float(rng.uniform(2.6, 3.0))
-    _profile(p)[start : start + length] = height
-    p["replica_ttl_steps"] = 12
-    return {"fault_step": start, "spike_end": start + length}
-
-
-def _node_failure(rng, p, s, options):
-    node = _random_worker(rng)
-    step = int(rng.integers(3, 21))
-    _profile(p)[:] = 1.75
-    p["replica_ttl_steps"] = 10  # a stop-gap, not a fix
-    p["crash_step"][node] = step
-    p["crash_loops"][node] = 1
-    return {"fault_step": step, "fault_node": node}
-
-
-def _cascading_failure(rng, p, s, options):
-    hot = rng.choice(np.arange(FIRST_WORKER, N_NODES), size=2, replace=False)
-    hot_nodes = set(hot.tolist())  # (``n not in`` an array compares elementwise: slow)
-    cool = [n for n in range(FIRST_WORKER, N_NODES) if n not in hot_nodes]
-    ramp_start = int(rng.integers(5, 21))
-    prof = _profile(p)
-    prof[:] = 1.2
-    prof[ramp_start : ramp_start + 8] = np.linspace(1.2, 1.9, 8)
-    prof[ramp_start + 8 :] = 1.9
-    s["route_weight"][hot] = 2.5
-    return {"start": 0, "fault_step": ramp_start, "hot_a": int(hot[0]), "hot_b": int(hot[1]), "cool_a": cool[0], "cool_b": cool[-1]}
-
-
-def _flash_crowd(rng, p, s, options):
-    start = int(rng.integers(4, 21))
-    peak = float(rng.uniform(3.5, 4.5))
-    hold = int(rng.integers(6, 10))
-    prof = _profile(p)
-    ramp = np.linspace(1.0, peak, 7)[1:]
-    prof[start : start + len(ramp)] = ramp
-    prof[start + len(ramp) : start + len(ramp) + hold] = peak
-    end = start + len(ramp) + hold
-    prof[end : end + 4] = np.linspace(peak, 1.0, 6)[1:5]
-    bursts = np.exp(rng.normal(0.0, 0.2, MAX_EPISODE_STEPS))
-    prof[start:end] *= bursts[start:end]
-    return {"fault_step": start, "flash_end": end}
-
-
-def _trace(rng, p, s, options):
-    trace_path = options.get("trace_path")
-    load = load_trace_csv(trace_path, float(p["base_rate_rps"])) if trace_path else bundled_trace()
-    steps = int(p["episode_steps"])
-    if len(load) < steps:
-        raise ValueError(f"trace has {len(load)} steps; task needs at least {steps}")
-    offset = int(rng.integers(0, len(load) - steps + 1))
-    _profile(p)[:steps] = load[offset : offset + steps]
-    hot = load[offset : offset + steps] > 1.7
-    first = int(np.argmax(hot)) if hot.any() else steps
-    end = first
-    while end < steps and hot[end]:  # the first burst only: release right after it
-        end += 1
-    return {"fault_step": first, "burst_start": max(first, 1), "burst_end": end, "trace_offset": offset}
-
-
-def _thundering_herd(rng, p, s, options):
-    recovery = int(rng.integers(15, 41))
-    prof = _profile(p)
-    prof[:recovery] = 0.15  # upstream outage: clients wait and pile up
-    surge = float(rng.uniform(4.0, 5.0))
-    decay = surge * np.array([1.0, 0.7, 0.45, 0.3])
-    prof[recovery : recovery + 4] = np.maximum(decay, 1.0)
-    return {"fault_step": recovery}
-
-
-def _zombie_node(rng, p, s, options):
-    node = _random_worker(rng)
-    step = int(rng.integers(3, 8))
-    p["zombie_step"][node] = step
-    return {"fault_step": step, "fault_node": node}
-
-
-def _memory_leak(rng, p, s, options):
-    node = _random_worker(rng)
-    leak = float(rng.uniform(0.03, 0.04))
-    onset = int(rng.integers(0, 11))
-    p["mem_leak_per_step"][node] = leak
-    p["mem_leak_start_step"] = onset
-    _profile(p)[:] = 1.75
-    p["replica_ttl_steps"] = 10  # a stop-gap, not a fix
-    restart_at = onset + int((0.8 - 0.45) / leak)  # restart once the leak nears 0.8, before GC pauses
-    return {"fault_step": onset, "fault_node": node, "restart_step": restart_at, "restart_again": 2 * restart_at - onset + 2}
-
-
-def _split_brain(rng, p, s, options):
-    node = _random_worker(rng)
-    step = int(rng.integers(3, 16))
-    p["split_brain_step"][node] = step
-    p["replication_io"] = float(rng.uniform(0.55, 0.6))
-    p["replica_io_penalty"] = 0.1
-    return {"fault_step": step, "fault_node": node}
-
-
-def _black_swan(rng, p, s, options):
-    step = int(rng.integers(10, 36))
-    first = _random_worker(rng)
-    zone = tuple(FIRST_WORKER + (first - FIRST_WORKER + k) % N_WORKERS for k in range(4))  # 4 ring neighbours
-    for node in zone:
-        p["crash_step"][node] = step
-    facts = {"fault_step": step}
-    facts.update({f"az_{k}": node for k, node in enumerate(zone)})
-    return facts
-
-
-def _retry_storm(rng, p, s, options):
-    step = int(rng.integers(3, 19))
-    p["retry_gain"] = float(rng.uniform(1.6, 1.9))
-    p["db_slowdown_start_step"] = step
-    p["db_slowdown_steps"] = 3
-    p["db_slowdown_factor"] = 0.25
-    _profile(p)[:] = 1.15
-    return {"fault_step": step}
-
-
-def _hot_shard(rng, p, s, options):
-    node = _random_worker(rng)
-    others = [n for n in range(FIRST_WORKER, N_NODES) if n != node]
-    cool = rng.permutation(others)
-    s["route_weight"][node] = 5.0
-    return {"fault_step": 0, "fault_node": node, **{f"cool_{k}": int(n) for k, n in zip("abcde", cool)}}
-
-
-def _pool_deadlock(rng, p, s, options):
-    step = int(rng.integers(3, 9))
-    p["pool_leak_start_step"] = step
-    p["pool_leak_per_step"] = float(rng.uniform(0.045, 0.06))
-    return {"fault_step": step}
-
-
-def _autoscaler_trap(rng, p, s, options):
-    period = int(rng.integers(12, 16))
-    phase = float(rng.uniform(0, 2 * np.pi))
-    storm_start = int(rng.integers(5, 21))
-    storm_end = storm_start + int(rng.integers(18, 25))
-    t = np.arange(MAX_EPISODE_STEPS)
-    amplitude = np.where((t >= storm_start) & (t < storm_end), 1.8, 0.35)
-    _profile(p)[:] = np.maximum(0.3, 1.35 + amplitude * np.sin(2 * np.pi * t / period + phase))
-    p["replica_cold_steps"] = 3
-    p["replica_ttl_steps"] = 5
-    return {"fault_step": storm_start, "storm_end": storm_end, "period": period}
 
 
 def _R(anchor: str, offset: int, command: str) -> ReferenceStep:
@@ -240,7 +79,8 @@ TASKS: tuple[Task, ...] = (
             _R("fault_step", 2, _SCALE),
             _R("spike_end", 0, _RELEASE),
         ),
-        setup=_traffic_spike,
+        setup=faults.traffic_spike,
+        fact_names=("fault_step", "spike_end"),
     ),
     Task(
         id="node_failure",
@@ -249,7 +89,8 @@ TASKS: tuple[Task, ...] = (
         episode_steps=40,
         ideal_response="restart the crashed worker at once; scale up if the survivors saturate meanwhile",
         reference_solution=(_R("fault_step", 1, "kubectl delete pod node-{fault_node}"),),
-        setup=_node_failure,
+        setup=faults.node_failure,
+        fact_names=("fault_step", "fault_node"),
     ),
     Task(
         id="cascading_failure",
@@ -266,7 +107,8 @@ TASKS: tuple[Task, ...] = (
             _R("fault_step", 20, _SCALE),
             _R("fault_step", 21, _SCALE),
         ),
-        setup=_cascading_failure,
+        setup=faults.cascading_failure,
+        fact_names=("start", "fault_step", "hot_a", "hot_b", "cool_a", "cool_b"),
     ),
     Task(
         id="flash_crowd",
@@ -282,7 +124,8 @@ TASKS: tuple[Task, ...] = (
             _R("flash_end", 0, "kubectl throttle ingress --rate=0.70"),
             _R("flash_end", 3, _RELEASE),
         ),
-        setup=_flash_crowd,
+        setup=faults.flash_crowd,
+        fact_names=("fault_step", "flash_end"),
         cloud_credits=2.0,
     ),
     Task(
@@ -295,7 +138,8 @@ TASKS: tuple[Task, ...] = (
             _R("burst_start", -1, "kubectl throttle ingress --rate=0.80"),
             _R("burst_end", 0, _RELEASE),
         ),
-        setup=_trace,
+        setup=faults.trace_replay,
+        fact_names=("fault_step", "burst_start", "burst_end", "trace_offset"),
         options=("trace_path",),
     ),
     Task(
@@ -310,7 +154,8 @@ TASKS: tuple[Task, ...] = (
             _R("fault_step", 2, "kubectl throttle ingress --rate=0.80"),
             _R("fault_step", 4, _RELEASE),
         ),
-        setup=_thundering_herd,
+        setup=faults.thundering_herd,
+        fact_names=("fault_step",),
     ),
     Task(
         id="zombie_node",
@@ -319,7 +164,8 @@ TASKS: tuple[Task, ...] = (
         episode_steps=40,
         ideal_response="find the idle worker with logs or CPU and restart it (or route traffic away from it)",
         reference_solution=(_R("fault_step", 1, "kubectl delete pod node-{fault_node}"),),
-        setup=_zombie_node,
+        setup=faults.zombie_node,
+        fact_names=("fault_step", "fault_node"),
     ),
     Task(
         id="memory_leak_slow_burn",
@@ -331,7 +177,8 @@ TASKS: tuple[Task, ...] = (
             _R("restart_step", 0, "kubectl delete pod node-{fault_node}"),
             _R("restart_again", 0, "kubectl delete pod node-{fault_node}"),
         ),
-        setup=_memory_leak,
+        setup=faults.memory_leak,
+        fact_names=("fault_step", "fault_node", "restart_step", "restart_again"),
     ),
     Task(
         id="split_brain_io_bottleneck",
@@ -340,7 +187,8 @@ TASKS: tuple[Task, ...] = (
         episode_steps=40,
         ideal_response="find the split worker (high CPU, its logs) and restart it or route traffic away from it; shed load only until it is fenced, and never scale up",
         reference_solution=(_R("fault_step", 1, "kubectl delete pod node-{fault_node}"),),
-        setup=_split_brain,
+        setup=faults.split_brain,
+        fact_names=("fault_step", "fault_node"),
     ),
     Task(
         id="black_swan_az_failure",
@@ -356,7 +204,8 @@ TASKS: tuple[Task, ...] = (
             _R("fault_step", 4, "kubectl delete pod node-{az_3}"),
             _R("fault_step", 7, _RELEASE),
         ),
-        setup=_black_swan,
+        setup=faults.black_swan,
+        fact_names=("fault_step", "az_0", "az_1", "az_2", "az_3"),
     ),
     Task(
         id="retry_storm",
@@ -369,7 +218,8 @@ TASKS: tuple[Task, ...] = (
             _R("fault_step", 4, "kubectl throttle ingress --rate=0.70"),
             _R("fault_step", 6, _RELEASE),
         ),
-        setup=_retry_storm,
+        setup=faults.retry_storm,
+        fact_names=("fault_step",),
     ),
     Task(
         id="hot_shard_skew",
@@ -384,7 +234,8 @@ TASKS: tuple[Task, ...] = (
             _R("fault_step", 3, "kubectl reroute traffic --from=node-{cool_a} --to=node-{cool_d}"),
             _R("fault_step", 4, "kubectl reroute traffic --from=node-{cool_b} --to=node-{cool_e}"),
         ),
-        setup=_hot_shard,
+        setup=faults.hot_shard,
+        fact_names=("fault_step", "fault_node", "cool_a", "cool_b", "cool_c", "cool_d", "cool_e"),
     ),
     Task(
         id="connection_pool_deadlock",
@@ -393,7 +244,8 @@ TASKS: tuple[Task, ...] = (
         episode_steps=50,
         ideal_response="restart the database as soon as the pool leak shows (rising p99 with idle workers); a restart clears it",
         reference_solution=(_R("fault_step", 3, "kubectl delete pod node-0"),),
-        setup=_pool_deadlock,
+        setup=faults.pool_deadlock,
+        fact_names=("fault_step",),
     ),
     Task(
         id="autoscaler_flapping_trap",
@@ -402,13 +254,10 @@ TASKS: tuple[Task, ...] = (
         episode_steps=50,
         ideal_response="throttle through the storm and release as soon as it passes (a throttle held through the calm phases costs more than it saves); never chase peaks with replicas",
         reference_solution=(_R("fault_step", 0, "kubectl throttle ingress --rate=0.70"), _R("storm_end", 0, _RELEASE)),
-        setup=_autoscaler_trap,
+        setup=faults.autoscaler_trap,
+        fact_names=("fault_step", "storm_end", "period"),
     ),
 )
-
-
-def _healthy(rng, p, s, options):
-    return {"start": 0}
 
 
 # Scenarios for tests only: ``get_task`` and ``build_episode`` (so the envs and snapshots)
@@ -422,6 +271,7 @@ TEST_TASKS: tuple[Task, ...] = (
         episode_steps=40,
         ideal_response="do nothing",
         reference_solution=(),
-        setup=_healthy,
+        setup=faults.healthy,
+        fact_names=("start",),
     ),
 )
