@@ -93,6 +93,23 @@ def validate_action_batch(actions: Any, n: int | None = None) -> np.ndarray:
     """Return ``actions`` as a C-contiguous ``(n, 4) int64`` array or raise ``ValueError`` that
     names the first offending row and field. Batched APIs accept kind ``UNPARSABLE`` (-1), an
     agent answer that held no valid command (a no-op charged as an invalid action)."""
+    if (type(actions) is np.ndarray and actions.dtype == np.int64 and actions.ndim == 2 and actions.shape[1] == 4
+            and actions.shape[0] > 0 and (n is None or actions.shape[0] == n)
+            and actions.flags.c_contiguous and actions.flags.writeable):
+        a = actions  # the common case: only the compiled range check (no conversion, no scans in NumPy)
+    else:
+        a = _as_int64_batch(actions, n)
+    bad = first_invalid_action(a, True)
+    if bad >= 0:
+        row, field = divmod(bad, 4)
+        n_values = int(ACTION_NVEC[field])
+        valid = f"{UNPARSABLE} ({UNPARSABLE_NAME}) or 0..{n_values - 1}" if field == 0 else f"0..{n_values - 1}"
+        raise ValueError(f"actions[{row}] field {ACTION_FIELDS[field]}={int(a[row, field])} is out of range; valid: {valid}")
+    return a
+
+
+def _as_int64_batch(actions: Any, n: int | None) -> np.ndarray:
+    """``actions`` as a C-contiguous writeable ``(n, 4) int64`` array, or ``ValueError``."""
     try:
         a = np.asarray(actions)
     except Exception as exc:  # noqa: BLE001 - anything unconvertible is a bad batch
@@ -103,14 +120,7 @@ def validate_action_batch(actions: Any, n: int | None = None) -> np.ndarray:
     as_int = _as_int64(a)
     if as_int is None:
         raise ValueError(f"actions must be integers, not far outside the action space; got dtype {a.dtype}")
-    a = np.require(as_int, dtype=np.int64, requirements=["C_CONTIGUOUS", "ALIGNED", "WRITEABLE"])
-    bad = first_invalid_action(a, True)
-    if bad >= 0:
-        row, field = divmod(bad, 4)
-        n_values = int(ACTION_NVEC[field])
-        valid = f"{UNPARSABLE} ({UNPARSABLE_NAME}) or 0..{n_values - 1}" if field == 0 else f"0..{n_values - 1}"
-        raise ValueError(f"actions[{row}] field {ACTION_FIELDS[field]}={int(a[row, field])} is out of range; valid: {valid}")
-    return a
+    return np.require(as_int, dtype=np.int64, requirements=["C_CONTIGUOUS", "ALIGNED", "WRITEABLE"])
 
 
 __all__ = [
