@@ -119,10 +119,8 @@ class Engine:
     @staticmethod
     def codes_of(task_ids) -> np.ndarray:
         """(N,) int64 task codes of task ids (``ValueError`` for an unknown id)."""
-        codes = np.empty(len(task_ids), dtype=np.int64)
-        for i, task_id in enumerate(task_ids):
-            codes[i] = TASK_CODES[get_task(task_id).id]
-        return codes
+        code_of = {task_id: TASK_CODES[get_task(task_id).id] for task_id in set(task_ids)}
+        return np.fromiter((code_of[task_id] for task_id in task_ids), dtype=np.int64, count=len(task_ids))
 
     @classmethod
     def from_snapshot(cls, contents: SnapshotContents, k: int) -> Engine:
