@@ -160,3 +160,31 @@ def _stack_zeros_interpreted(rows, cols):
 # ``stack_zeros(rows, cols)``: per-step scratch for a kernel, zeroed; valid only inside the
 # kernel that calls it (never return it or store it). Plain ``np.zeros`` when interpreted.
 stack_zeros = _stack_zeros_interpreted if JIT_DISABLED else _stack_zeros_intrinsic
+
+
+@intrinsic
+def _borrowed_intrinsic(typingctx, array_ty):
+    """``array`` without its reference to the memory owner (null meminfo): same data, shape
+    and strides, but passing it to kernels or taking views of it costs no atomic reference
+    counts. Valid only while the caller keeps ``array`` alive (for a kernel's argument: the
+    whole call)."""
+    if not isinstance(array_ty, types.Array):
+        return None
+
+    def codegen(context, builder, signature, args):
+        array = make_array(array_ty)(context, builder, value=args[0])
+        array.meminfo = cgutils.get_null_value(array.meminfo.type)
+        return array._getvalue()
+
+    return array_ty(array_ty), codegen
+
+
+def _borrowed_interpreted(array):
+    return array
+
+
+# ``borrowed(array)``: a kernel's array argument to hand to per-cluster kernels in a loop. Numba
+# otherwise increments and decrements the array's shared reference count (an atomic
+# instruction, contended by every thread of a ``prange`` loop) around each call that cannot be
+# proven not to raise. The array itself when interpreted.
+borrowed = _borrowed_interpreted if JIT_DISABLED else _borrowed_intrinsic

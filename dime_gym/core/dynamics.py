@@ -29,7 +29,7 @@ import math
 
 from numba import prange
 
-from dime_gym.core._jit import kernel, parallel_kernel, phase_kernel, stack_zeros
+from dime_gym.core._jit import borrowed, kernel, parallel_kernel, phase_kernel, stack_zeros
 from dime_gym.core.actions import apply_action, begin_restart
 from dime_gym.core.latency import class_tail, db_io_wait, db_response_ms, mixture_quantile
 from dime_gym.core.nodes import is_serving
@@ -485,6 +485,7 @@ def step_cluster(p, s, action):
 @kernel
 def step_batch_serial(params, states, actions):
     """Step every cluster of a batch with its own action, in order (small batches)."""
+    actions = borrowed(actions)  # no reference counting per cluster (``_jit.borrowed``)
     for b in range(states.shape[0]):
         step_cluster(params[b], states[b], actions[b])
 
@@ -492,5 +493,6 @@ def step_batch_serial(params, states, actions):
 @parallel_kernel
 def step_batch_parallel(params, states, actions):
     """Step every cluster of a batch with its own action, spread over cores (large batches)."""
+    actions = borrowed(actions)  # no reference counting per cluster, contended by the threads
     for b in prange(states.shape[0]):
         step_cluster(params[b], states[b], actions[b])
