@@ -14,7 +14,7 @@ import dataclasses
 import numpy as np
 from numba import prange
 
-from dime_gym.core._jit import kernel, parallel_kernel
+from dime_gym.core._jit import borrowed, kernel, parallel_kernel, phase_kernel
 from dime_gym.core.actions import ACTION_NVEC, N_ACTION_KINDS, UNPARSABLE
 from dime_gym.core.dynamics import step_batch_parallel, step_batch_serial, step_cluster
 from dime_gym.core.grading import episode_score
@@ -165,9 +165,23 @@ def _advance_cluster(b, params, states, actions, stepping, step_limit, node_obs,
     errors[b] = s.action_errors
 
 
+@phase_kernel
+def _borrowed_all(params, states, actions, stepping, step_limit, node_obs, flag_obs, scalar_obs, step_obs, rewards,
+                  truncated, components, scores, errors):
+    """Every argument of the batch loops as a ``borrowed`` array, so that calling
+    ``_advance_cluster`` once per cluster costs no reference counting (14 atomic pairs per
+    cluster otherwise, that all threads of the ``prange`` loop contend for)."""
+    return (borrowed(params), borrowed(states), borrowed(actions), borrowed(stepping), borrowed(step_limit),
+            borrowed(node_obs), borrowed(flag_obs), borrowed(scalar_obs), borrowed(step_obs), borrowed(rewards),
+            borrowed(truncated), borrowed(components), borrowed(scores), borrowed(errors))
+
+
 @kernel
 def _advance_serial(params, states, actions, stepping, step_limit, node_obs, flag_obs, scalar_obs, step_obs,
                     rewards, truncated, components, scores, errors):
+    params, states, actions, stepping, step_limit, node_obs, flag_obs, scalar_obs, step_obs, rewards, truncated, \
+        components, scores, errors = _borrowed_all(params, states, actions, stepping, step_limit, node_obs, flag_obs,
+                                                   scalar_obs, step_obs, rewards, truncated, components, scores, errors)
     for b in range(states.shape[0]):
         _advance_cluster(b, params, states, actions, stepping, step_limit, node_obs, flag_obs, scalar_obs, step_obs,
                          rewards, truncated, components, scores, errors)
@@ -176,6 +190,9 @@ def _advance_serial(params, states, actions, stepping, step_limit, node_obs, fla
 @parallel_kernel
 def _advance_parallel(params, states, actions, stepping, step_limit, node_obs, flag_obs, scalar_obs, step_obs,
                       rewards, truncated, components, scores, errors):
+    params, states, actions, stepping, step_limit, node_obs, flag_obs, scalar_obs, step_obs, rewards, truncated, \
+        components, scores, errors = _borrowed_all(params, states, actions, stepping, step_limit, node_obs, flag_obs,
+                                                   scalar_obs, step_obs, rewards, truncated, components, scores, errors)
     for b in prange(states.shape[0]):
         _advance_cluster(b, params, states, actions, stepping, step_limit, node_obs, flag_obs, scalar_obs, step_obs,
                          rewards, truncated, components, scores, errors)

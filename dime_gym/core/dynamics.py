@@ -27,10 +27,9 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
 from numba import prange
 
-from dime_gym.core._jit import kernel, parallel_kernel, phase_kernel
+from dime_gym.core._jit import borrowed, kernel, parallel_kernel, phase_kernel, stack_zeros
 from dime_gym.core.actions import apply_action, begin_restart
 from dime_gym.core.latency import class_tail, db_io_wait, db_response_ms, mixture_quantile
 from dime_gym.core.nodes import is_serving
@@ -90,6 +89,7 @@ from dime_gym.core.telemetry import update_dropout
 
 N_CLASSES = N_NODES + 1  # latency classes: one per node slot (workers) + the replica pool
 REPLICA_CLASS = N_NODES
+N_SCRATCH_ROWS = 6  # per-class arrays of one step: eff, gc_pressure, desired, share, wait_ms, mean_ms
 
 
 @kernel
@@ -463,8 +463,8 @@ def step_cluster(p, s, action):
     fire_scheduled_faults(p, s)
     active_replicas, ready_replicas = count_replicas(s)
     offered, admitted = arrivals(p, s)
-    # one scratch allocation per step (six separate arrays cost more than the routing itself)
-    scratch = np.zeros((6, N_CLASSES))
+    # per-step scratch in this kernel's stack frame: no heap allocation, no reference counting
+    scratch = stack_zeros(N_SCRATCH_ROWS, N_CLASSES)
     eff, gc_pressure, desired, share, wait_ms, mean_ms = scratch[0], scratch[1], scratch[2], scratch[3], scratch[4], scratch[5]
     replica_arrival, failed_rps = routing(s, admitted, ready_replicas, eff, 0.0)
     db_capacity, contention = database_capacity(p, s, admitted, active_replicas)
@@ -485,6 +485,7 @@ def step_cluster(p, s, action):
 @kernel
 def step_batch_serial(params, states, actions):
     """Step every cluster of a batch with its own action, in order (small batches)."""
+    actions = borrowed(actions)  # no reference counting per cluster (``_jit.borrowed``)
     for b in range(states.shape[0]):
         step_cluster(params[b], states[b], actions[b])
 
@@ -492,5 +493,6 @@ def step_batch_serial(params, states, actions):
 @parallel_kernel
 def step_batch_parallel(params, states, actions):
     """Step every cluster of a batch with its own action, spread over cores (large batches)."""
+    actions = borrowed(actions)  # no reference counting per cluster, contended by the threads
     for b in prange(states.shape[0]):
         step_cluster(params[b], states[b], actions[b])
