@@ -44,7 +44,6 @@ def breakdown(repeats: int = 20000) -> list[tuple[str, str]]:
     start_state = states.copy()
     action = np.zeros(4, dtype=np.int64)
     slots = ObservationSlots()
-    buffers = (slots.node_obs, slots.flag_obs, slots.scalar_obs, slots.step_obs)
     values = list(range(12))
 
     def best(fn, per_call: int = 1) -> float:
@@ -58,7 +57,7 @@ def breakdown(repeats: int = 20000) -> list[tuple[str, str]]:
         return min(times) * 1e6
 
     def kernel_call():
-        step_single(params, states, action, False, *buffers, 0)
+        step_single(params, states, action, False, slots.records, 0)
         if states[0]["step"] >= 30:
             states[:] = start_state
 
