@@ -33,9 +33,8 @@ def time_steps(env, actions, read_oracle: bool = False) -> float:
 
 def breakdown(repeats: int = 20000) -> list[tuple[str, str]]:
     """Microseconds of each part of one ``DimeEnv.step`` (best of 5 loops)."""
-    from dime_gym.core.batch import step_single
-    from dime_gym.core.reward import REWARD_COMPONENTS
-    from dime_gym.env import DimeEnv, OracleInfo
+    from dime_gym.core.batch import RESULT_LOGS_NODE, step_single
+    from dime_gym.env import DimeEnv, OracleInfo, _info
     from dime_gym.observation import ObservationSlots
 
     env = DimeEnv(with_oracle=False)
@@ -44,8 +43,8 @@ def breakdown(repeats: int = 20000) -> list[tuple[str, str]]:
     start_state = states.copy()
     action = np.zeros(4, dtype=np.int64)
     slots = ObservationSlots()
-    buffers = (slots.node_obs, slots.flag_obs, slots.scalar_obs, slots.step_obs)
-    values = list(range(12))
+    result = tuple(range(RESULT_LOGS_NODE + 1))
+    task = env.episode.task
 
     def best(fn, per_call: int = 1) -> float:
         fn()
@@ -58,7 +57,7 @@ def breakdown(repeats: int = 20000) -> list[tuple[str, str]]:
         return min(times) * 1e6
 
     def kernel_call():
-        step_single(params, states, action, False, *buffers, 0)
+        step_single(params, states, action, False, slots.records, 0)
         if states[0]["step"] >= 30:
             states[:] = start_state
 
@@ -67,7 +66,7 @@ def breakdown(repeats: int = 20000) -> list[tuple[str, str]]:
     parts = [
         ("compiled step_single call (validate, physics, observe, score)", best(kernel_call) - best(lambda: states[0]["step"] >= 30)),
         (f"observation buffers and views, per step (made {n_slots} steps at a time)", best(ObservationSlots, n_slots)),
-        ("info dict (components, errors, score, task)", best(lambda: {"task": "t", "task_hint": "h", "reward_components": dict(zip(REWARD_COMPONENTS, values[5:])), "action_errors": [], "score": values[2]})),
+        ("info dict (components, errors, score, task)", best(lambda: _info(task, result, []))),
         ("lazy oracle entry (not read)", best(lambda: OracleInfo._lazy(obs))),
     ]
     return [(name, f"{us:.2f}") for name, us in parts]

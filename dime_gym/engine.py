@@ -216,20 +216,21 @@ class Engine:
         """The fast path of an engine of one: validate ``action`` ((4,) int64, C-contiguous),
         step, observe and score in one compiled call. Returns ``(result, observation)``, the
         result indexed by ``core.batch.RESULT_*`` (a refused step changes nothing)."""
-        slots, k = self._next_slot()
-        result = step_single(self.params, self.states, action, allow_unparsable, slots.node_obs, slots.flag_obs,
-                             slots.scalar_obs, slots.step_obs, k)
-        return result, slots.observations[k]
+        slots = self._slots
+        if slots is None or slots.taken == len(slots.observations):
+            slots = self._slots = ObservationSlots()
+        k = slots.taken  # taken before the call: a refused step leaves its slot unwritten, never reused
+        slots.taken = k + 1
+        return step_single(self.params, self.states, action, allow_unparsable, slots.records, k), slots.observations[k]
 
     def observe_one(self) -> tuple[tuple, dict]:
         """``step_one``'s ``(result, observation)`` of row 0 without stepping."""
         slots, k = self._next_slot()
-        result = observe_single(self.params, self.states, slots.node_obs, slots.flag_obs, slots.scalar_obs,
-                                slots.step_obs, k)
-        return result, slots.observations[k]
+        return observe_single(self.params, self.states, slots.records, k), slots.observations[k]
 
     def _next_slot(self) -> tuple[ObservationSlots, int]:
-        """The observation slots of an engine of one and the index of the next free one."""
+        """The observation slots of an engine of one and the index of the next free one
+        (``step_one`` does the same inline: a call costs a tenth of a microsecond)."""
         slots = self._slots
         if slots is None or slots.taken == len(slots.observations):
             slots = self._slots = ObservationSlots()

@@ -16,7 +16,6 @@ from gymnasium import spaces
 
 from dime_gym.actions import (
     ACTION_NVEC,
-    QUERY_LOGS,
     UNPARSABLE_ACTION,
     UNPARSABLE_ANSWER,
     describe_errors,
@@ -25,8 +24,8 @@ from dime_gym.actions import (
 from dime_gym.core.batch import (
     EPISODE_OVER,
     RESULT_ACTION_ERRORS,
+    RESULT_LOGS_NODE,
     RESULT_REWARD,
-    RESULT_SCORE,
     RESULT_STATUS,
     RESULT_TRUNCATED,
     STEPPED,
@@ -45,11 +44,15 @@ _INT64 = np.dtype(np.int64)
 _ACTION_SHAPE = (4,)
 
 
-def _reward_components_dict(result: tuple) -> dict[str, float]:
-    """``info["reward_components"]`` from a ``step_single`` result (a literal is the fastest
-    way to build it; a test keeps it in ``REWARD_COMPONENTS`` order)."""
-    return {"r_topo": result[5], "r_shed": result[6], "r_mem": result[7], "r_fric": result[8], "r_lat": result[9],
-            "r_up": result[10], "r_eff": result[11]}
+def _info(task, result: tuple, action_errors: list[str]) -> dict:
+    """The info dict of a ``step_single`` / ``observe_single`` result for an episode of ``task``
+    (one unpacking and literals are the fastest way to build it; a test keeps the reward
+    components in ``REWARD_COMPONENTS`` order)."""
+    _, _, score, _, _, r_topo, r_shed, r_mem, r_fric, r_lat, r_up, r_eff, _ = result
+    return {"task": task.id, "task_hint": task.task_hint,
+            "reward_components": {"r_topo": r_topo, "r_shed": r_shed, "r_mem": r_mem, "r_fric": r_fric, "r_lat": r_lat,
+                                  "r_up": r_up, "r_eff": r_eff},
+            "action_errors": action_errors, "score": score}
 
 
 class OracleInfo(dict):
@@ -302,16 +305,10 @@ class DimeEnv(gym.Env):
         if result[RESULT_STATUS] != STEPPED:
             self._raise_refused(result[RESULT_STATUS], action)
         errors = result[RESULT_ACTION_ERRORS]
-        task = self._task
-        info = {
-            "task": task.id,
-            "task_hint": task.task_hint,
-            "reward_components": _reward_components_dict(result),
-            "action_errors": describe_errors(errors, a) if errors else [],
-            "score": result[RESULT_SCORE],
-        }
-        if a[0] == QUERY_LOGS:
-            info["logs"] = log_excerpt(engine.states, 0, int(a[1]))
+        info = _info(self._task, result, describe_errors(errors, a) if errors else [])
+        logs_node = result[RESULT_LOGS_NODE]
+        if logs_node >= 0:
+            info["logs"] = log_excerpt(engine.states, 0, logs_node)
         if self.with_oracle:
             info["oracle"] = OracleInfo._lazy(obs)
         return obs, result[RESULT_REWARD], False, result[RESULT_TRUNCATED], info
@@ -328,14 +325,7 @@ class DimeEnv(gym.Env):
     def _observe_current(self):
         """``(obs, info)`` of the current state without stepping (after reset or restore)."""
         result, obs = self._engine.observe_one()
-        task = self._task
-        info = {
-            "task": task.id,
-            "task_hint": task.task_hint,
-            "reward_components": _reward_components_dict(result),
-            "action_errors": [],
-            "score": result[RESULT_SCORE],
-        }
+        info = _info(self._task, result, [])
         if self.with_oracle:
             info["oracle"] = OracleInfo._lazy(obs)
         return obs, info

@@ -7,13 +7,15 @@ Telemetry dropout shows as ``DROPPED_VALUE`` (-1) in ``cpu_loads``, ``mem_utiliz
 
 Observations are views of the buffers the ``write_observation`` kernel fills in one compiled
 call: for one cluster the buffers are (3, 8), (2, 8), (8, 1) and (1,) and the values come out
-as (8,) and (1,) arrays (the single env takes them from ``ObservationSlots``, buffers for many
-steps allocated at once); for a batch of N they carry an extra N axis and the values come out
+as (8,) and (1,) arrays (the single env takes them from ``ObservationSlots``: one ``SLOT_DTYPE``
+record holds the four buffers, records for many steps allocated at once); for a batch of N they carry an extra N axis and the values come out
 as (N, 8) and (N, 1) arrays, each C-contiguous. No buffer is written twice, so no two
 observations share memory.
 """
 
 from __future__ import annotations
+
+from itertools import islice
 
 import numpy as np
 from gymnasium import spaces
@@ -84,40 +86,59 @@ def allocate_single_buffers() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.nd
     )
 
 
+# One observation of one cluster as one record: the four ``core.observe`` buffers side by side,
+# so that ``ObservationSlots`` hands the compiled step one array instead of four.
+SLOT_DTYPE = np.dtype([
+    ("node_obs", np.float32, (N_NODE_OBS, N_NODES)),
+    ("flag_obs", np.int8, (N_FLAG_OBS, N_NODES)),
+    ("scalar_obs", np.float32, (N_SCALAR_OBS, 1)),
+    ("step_obs", np.int64, (1,)),
+])
+
+
+def _observation_dict(cpu_loads, mem_utilizations, queue_lengths, failed_nodes, restarting_nodes, latency_ms,
+                      p99_latency, request_rate, io_wait, error_budget, cloud_budget, throttle_rate, active_replicas,
+                      step) -> dict[str, np.ndarray]:
+    """The Dict observation from its fourteen values (a literal builds it in about half the time
+    of ``dict(zip(...))``; the check below keeps it in ``OBSERVATION_KEYS`` order)."""
+    return {"cpu_loads": cpu_loads, "mem_utilizations": mem_utilizations, "queue_lengths": queue_lengths,
+            "failed_nodes": failed_nodes, "restarting_nodes": restarting_nodes, "latency_ms": latency_ms,
+            "p99_latency": p99_latency, "request_rate": request_rate, "io_wait": io_wait, "error_budget": error_budget,
+            "cloud_budget": cloud_budget, "throttle_rate": throttle_rate, "active_replicas": active_replicas,
+            "step": step}
+
+
+if tuple(_observation_dict(*OBSERVATION_KEYS)) != OBSERVATION_KEYS:
+    raise AssertionError("_observation_dict does not follow OBSERVATION_KEYS")
+
+
 class ObservationSlots:
-    """Buffers for the next ``slots`` observations of one cluster, allocated together, and
-    the Dict observation of each slot, built ahead.
+    """Records for the next ``slots`` observations of one cluster, allocated together, and the
+    Dict observation of each slot, built ahead.
 
     Each slot is handed out once and never written again, so observations never share memory
     (``np.shares_memory`` is False between any two) and a kept observation never changes. A
-    single env takes one slot per step: allocating four buffers and making fourteen views per
-    step cost more than the compiled step, while doing it for many slots at once (iterating a
-    buffer makes its row views in C) costs a fraction. A kept observation keeps its slots'
-    buffers alive (``slots`` × 152 bytes).
+    single env takes one slot per step: allocating buffers and making fourteen views and a
+    dict per step cost more than the compiled step, while doing it for many slots at once (the
+    views and the dicts are made by C loops: ``islice`` over a field, ``map`` over the columns)
+    costs a fraction. A kept observation keeps its slots' records alive (``slots`` × 152 bytes).
 
     Attributes:
-        node_obs (K, 3, 8) float32, flag_obs (K, 2, 8) int8, scalar_obs (K, 8, 1) float32,
-            step_obs (K, 1) int64: the buffers (``core.observe`` layout after the slot axis).
+        records: (K,) ``SLOT_DTYPE``, the buffers (``core.observe`` layout in each record).
         observations: (K,) the Dict observation (``OBSERVATION_KEYS`` order) viewing each slot.
-        taken: slots handed out so far (``take``).
+        taken: slots handed out so far.
     """
 
-    def __init__(self, slots: int = 32):
-        self.node_obs = np.empty((slots, N_NODE_OBS, N_NODES), dtype=np.float32)
-        self.flag_obs = np.empty((slots, N_FLAG_OBS, N_NODES), dtype=np.int8)
-        self.scalar_obs = np.empty((slots, N_SCALAR_OBS, 1), dtype=np.float32)
-        self.step_obs = np.empty((slots, 1), dtype=np.int64)
-        # every row view at once (iterating a buffer makes them in C), in OBSERVATION_KEYS order
-        views: list = [None] * (slots * len(OBSERVATION_KEYS))
-        column = 0
-        for buffer, n_rows in ((self.node_obs, N_NODE_OBS), (self.flag_obs, N_FLAG_OBS), (self.scalar_obs, N_SCALAR_OBS),
-                               (self.step_obs[:, None], 1)):
-            rows = list(buffer.reshape(slots * n_rows, -1))
-            for r in range(n_rows):
-                views[column::len(OBSERVATION_KEYS)] = rows[r::n_rows]
-                column += 1
-        flat = iter(views)
-        self.observations = [dict(zip(OBSERVATION_KEYS, flat)) for _ in range(slots)]
+    def __init__(self, slots: int = 64):
+        self.records = np.empty(slots, dtype=SLOT_DTYPE)
+        # per key in OBSERVATION_KEYS order, the K views of that key; islice stops before the
+        # end, since running a NumPy iteration to its end raises an IndexError (~1 us each)
+        columns = []
+        for field, n_rows in (("node_obs", N_NODE_OBS), ("flag_obs", N_FLAG_OBS), ("scalar_obs", N_SCALAR_OBS)):
+            values = self.records[field]
+            columns.extend(list(islice(values[:, row], slots)) for row in range(n_rows))
+        columns.append(list(islice(self.records["step_obs"], slots)))
+        self.observations = list(map(_observation_dict, *columns))
         self.taken = 0
 
 

@@ -360,13 +360,18 @@ def test_reset__refused_options_do_not_reseed():
     assert env.np_random.bit_generator.state == state
 
 
-def test_env__reward_components_literal_follows_reward_components_order():
-    from dime_gym.core.batch import RESULT_COMPONENTS
-    from dime_gym.env import _reward_components_dict
+def test_env__info_literal_reads_each_entry_of_the_result():
+    from dime_gym.core.batch import RESULT_COMPONENTS, RESULT_LOGS_NODE, RESULT_SCORE
+    from dime_gym.env import _info
 
-    result = tuple(range(RESULT_COMPONENTS + len(REWARD_COMPONENTS)))
-    assert list(_reward_components_dict(result).items()) == [
+    result = tuple(range(RESULT_LOGS_NODE + 1))
+    task = get_task("retry_storm")
+    info = _info(task, result, ["an error"])
+    assert list(info["reward_components"].items()) == [
         (name, RESULT_COMPONENTS + k) for k, name in enumerate(REWARD_COMPONENTS)]
+    assert info == {"task": task.id, "task_hint": task.task_hint, "reward_components": info["reward_components"],
+                    "action_errors": ["an error"], "score": RESULT_SCORE}
+    assert list(info) == ["task", "task_hint", "reward_components", "action_errors", "score"]
 
 
 # --- the class docstring (Gymnasium's layout) -----------------------------------------------------

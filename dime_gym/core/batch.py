@@ -15,7 +15,7 @@ import numpy as np
 from numba import prange
 
 from dime_gym.core._jit import borrowed, kernel, parallel_kernel, phase_kernel
-from dime_gym.core.actions import ACTION_NVEC, N_ACTION_KINDS, UNPARSABLE
+from dime_gym.core.actions import ACTION_NVEC, N_ACTION_KINDS, QUERY_LOGS, UNPARSABLE
 from dime_gym.core.dynamics import step_batch_parallel, step_batch_serial, step_cluster
 from dime_gym.core.grading import episode_score
 from dime_gym.core.observe import N_FLAG_OBS, N_NODE_OBS, N_SCALAR_OBS, write_observation
@@ -27,6 +27,7 @@ PARALLEL_MIN_BATCH = 64  # clusters; below this a serial loop is as fast (measur
 # cheaper than filling and reading back an array), indexed by these constants.
 RESULT_STATUS, RESULT_REWARD, RESULT_SCORE, RESULT_ACTION_ERRORS, RESULT_TRUNCATED = 0, 1, 2, 3, 4
 RESULT_COMPONENTS = 5  # first of N_REWARD_COMPONENTS entries
+RESULT_LOGS_NODE = RESULT_COMPONENTS + N_REWARD_COMPONENTS  # node a query_logs action asked about, else -1
 
 STEPPED = 0
 EPISODE_OVER = -1  # step_single refused: the episode had already ended
@@ -57,35 +58,36 @@ def first_invalid_action(actions, allow_unparsable):
 
 # --- one cluster --------------------------------------------------------------------------------
 @kernel
-def _observe_cluster(status, p, s, node_obs, flag_obs, scalar_obs, step_obs):
-    write_observation(s, node_obs, flag_obs, scalar_obs[:, 0], step_obs)
+def _observe_cluster(status, p, s, observation, logs_node):
+    write_observation(s, observation.node_obs, observation.flag_obs, observation.scalar_obs[:, 0], observation.step_obs)
     c = s.reward_components
     return (status, s.reward, episode_score(s), s.action_errors, s.step >= p.episode_steps,
-            c[0], c[1], c[2], c[3], c[4], c[5], c[6])
+            c[0], c[1], c[2], c[3], c[4], c[5], c[6], logs_node)
 
 
 @kernel
 def _refused(status):
-    return (status, 0.0, 0.0, 0, False, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0)
+    return (status, 0.0, 0.0, 0, False, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, -1)
 
 
 @kernel
-def step_single(params, states, action, allow_unparsable, node_obs, flag_obs, scalar_obs, step_obs, slot):
-    """Validate ``action``, step cluster 0 and write its observation, in one call.
+def step_single(params, states, action, allow_unparsable, observations, slot):
+    """Validate ``action``, step cluster 0 and write its observation, in one call (with few
+    arguments: Numba's dispatch costs ~0.1 µs per argument, more for structured arrays).
 
     Args:
         params, states: (1,) ``PARAMS_DTYPE`` / ``STATE_DTYPE`` arrays; ``states`` is updated.
         action: (4,) int64. allow_unparsable: accept kind ``UNPARSABLE``.
-        node_obs (K, 3, 8) float32, flag_obs (K, 2, 8) int8, scalar_obs (K, 8, 1) float32,
-            step_obs (K, 1) int64: observation buffers for K observations (``core.observe``
-            layout after the leading axis; ``dime_gym.observation.ObservationSlots``).
-        slot: which of the K observations to write.
+        observations: (K,) ``dime_gym.observation.SLOT_DTYPE`` records, each the four
+            ``core.observe`` buffers of one observation (``ObservationSlots.records``).
+        slot: which of the K records to write.
 
     Returns:
-        The tuple ``(status, reward, score, action_errors, truncated, *reward_components)``
-        (``RESULT_*`` indices). ``status`` is ``STEPPED``; ``EPISODE_OVER``; or ``field + 1``
-        for the first out-of-range action field. When refused nothing changed (the slot is
-        not written) and the other entries are zeros.
+        The tuple ``(status, reward, score, action_errors, truncated, *reward_components,
+        logs_node)`` (``RESULT_*`` indices). ``status`` is ``STEPPED``; ``EPISODE_OVER``; or
+        ``field + 1`` for the first out-of-range action field. ``logs_node`` is the node of a
+        ``query_logs`` action, else -1. When refused nothing changed (the slot is not written)
+        and the other entries are zeros (``logs_node`` -1).
     """
     field = invalid_action_field(action, allow_unparsable)
     if field >= 0:
@@ -95,15 +97,16 @@ def step_single(params, states, action, allow_unparsable, node_obs, flag_obs, sc
     if s.step >= p.episode_steps:
         return _refused(EPISODE_OVER)
     step_cluster(p, s, action)
-    return _observe_cluster(STEPPED, p, s, node_obs[slot], flag_obs[slot], scalar_obs[slot], step_obs[slot])
+    logs_node = action[1] if action[0] == QUERY_LOGS else -1
+    return _observe_cluster(STEPPED, p, s, observations[slot], logs_node)
 
 
 @kernel
-def observe_single(params, states, node_obs, flag_obs, scalar_obs, step_obs, slot):
-    """Write cluster 0's observation into ``slot`` without stepping (after reset or restore);
-    returns the same tuple as ``step_single`` with status ``STEPPED`` and no reward change."""
-    return _observe_cluster(STEPPED, params[0], states[0], node_obs[slot], flag_obs[slot], scalar_obs[slot],
-                            step_obs[slot])
+def observe_single(params, states, observations, slot):
+    """Write cluster 0's observation into record ``slot`` without stepping (after reset or
+    restore); returns the same tuple as ``step_single`` with status ``STEPPED``, no reward
+    change and ``logs_node`` -1."""
+    return _observe_cluster(STEPPED, params[0], states[0], observations[slot], -1)
 
 
 # --- a batch of clusters ------------------------------------------------------------------------

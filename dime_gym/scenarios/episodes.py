@@ -34,7 +34,7 @@ from dime_gym.core.params import (
 )
 from dime_gym.core.rng import mix64, write_seed_streams
 from dime_gym.core.state import DB, ERROR_BUDGET_MAX, FIRST_WORKER, N_NODES, STATE_DTYPE
-from dime_gym.scenarios.faults import MAX_FACTS, run_setup_hook
+from dime_gym.scenarios.faults import run_setup_hook
 
 _M64 = 0xFFFFFFFFFFFFFFFF
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
