@@ -15,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 
 from dime_gym.core.batch import BatchOutputs, advance_batch, observe_single, step_single
-from dime_gym.core.state import MAX_EPISODE_STEPS, empty_batch
+from dime_gym.core.state import MAX_EPISODE_STEPS, STATE_DTYPE, empty_batch, zeroed_records
 from dime_gym.observation import ObservationSlots, observation_from_buffers
 from dime_gym.render import render_ansi, render_rgb
 from dime_gym.scenarios import TABLES, TASK_CODES, TASKS_BY_CODE, Episode, facts_dict, get_task, trace_load
@@ -25,6 +25,12 @@ from dime_gym.snapshot import SnapshotContents, encode_snapshot
 
 UNKNOWN_FACT = np.iinfo(np.int64).min  # a fact a restored snapshot did not carry
 _TASK_ID_BY_CODE = np.array([TASKS_BY_CODE[code].id for code in range(len(TASKS_BY_CODE))], dtype=object)
+
+
+def _set_rows(records: np.ndarray, rows, record: np.ndarray) -> None:
+    """``records[rows] = record`` for a structured record, copied as bytes (NumPy assigns a
+    structured value field by field, ~10 us a record array for DIME's ~50 fields)."""
+    records.view(np.uint8).reshape(records.shape[0], -1)[rows] = record.reshape(1).view(np.uint8)
 
 
 class KernelChooser:
@@ -90,7 +96,7 @@ class Engine:
     def __init__(self, task_ids, max_episode_steps: int | None = None, trace_path: str | None = None):
         n = len(task_ids)
         self.params, self.states = empty_batch(n)
-        self.start_states = self.states.copy()
+        self.start_states = zeroed_records(n, STATE_DTYPE)
         self.facts = np.zeros((n, MAX_FACTS), dtype=np.int64)
         self.task_codes = self.codes_of(task_ids)
         self.step_limit = np.zeros(n, dtype=np.int64)
@@ -126,7 +132,7 @@ class Engine:
     def from_snapshot(cls, contents: SnapshotContents, k: int) -> Engine:
         """``k`` identical copies of a decoded snapshot's cluster (common random numbers)."""
         engine = cls([contents.task] * k)
-        engine.load(contents, np.arange(k))
+        engine.load(contents, slice(None))
         return engine
 
     # -- episodes ------------------------------------------------------------------------------
@@ -174,8 +180,8 @@ class Engine:
         task = TASKS_BY_CODE[int(self.task_codes[row])]
         return {k: v for k, v in facts_dict(task, self.facts[row]).items() if v != UNKNOWN_FACT}
 
-    def load(self, contents: SnapshotContents, rows: np.ndarray) -> None:
-        """Continue the snapshotted episode in every row of ``rows`` (indices).
+    def load(self, contents: SnapshotContents, rows) -> None:
+        """Continue the snapshotted episode in every row of ``rows`` (a row, indices or a slice).
 
         Raises:
             ValueError: a fact of the snapshot is not an integer (nothing changes).
@@ -187,9 +193,9 @@ class Engine:
             if type(value) is not int:
                 raise ValueError(f"snapshot fact {name!r} must be an integer, got {value!r}")
             facts_row[k] = value
-        self.params[rows] = contents.params
-        self.states[rows] = contents.state
-        self.start_states[rows] = contents.state
+        _set_rows(self.params, rows, contents.params)
+        _set_rows(self.states, rows, contents.state)
+        _set_rows(self.start_states, rows, contents.state)
         self.facts[rows] = facts_row
         self.step_limit[rows] = self.step_limit_for(contents.params)
         self.task_codes[rows] = TASK_CODES[task.id]

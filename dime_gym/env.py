@@ -347,7 +347,7 @@ class DimeEnv(gym.Env):
             ValueError: a truncated, corrupted or incompatible snapshot (nothing changes).
         """
         contents = decode_snapshot(snapshot)
-        self._engine.load(contents, np.zeros(1, dtype=np.intp))
+        self._engine.load(contents, 0)
         self._task = get_task(contents.task)
         return self._observe_current()
 
