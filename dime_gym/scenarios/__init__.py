@@ -58,17 +58,15 @@ def _task_codes(tasks: tuple[Task, ...]) -> dict[str, int]:
         if len(task.fact_names) > MAX_FACTS:
             raise ValueError(f"task {task.id!r} names {len(task.fact_names)} facts; at most {MAX_FACTS}")
         codes[task.id] = SETUP_HOOKS.index(task.setup)
-    if len(set(codes.values())) != len(codes):
-        raise ValueError("two tasks share a setup hook; each task needs its own")
+    if sorted(codes.values()) != list(range(len(SETUP_HOOKS))):
+        raise ValueError("each task needs its own setup hook, and each hook of SETUP_HOOKS a task")
     return codes
 
 
 TASK_CODES: dict[str, int] = _task_codes(tuple(_ANY_TASK_BY_ID.values()))
 TASKS_BY_CODE: dict[int, Task] = {code: _ANY_TASK_BY_ID[task_id] for task_id, code in TASK_CODES.items()}
-TABLES: EpisodeTables = make_tables(
-    [TASKS_BY_CODE[code].episode_steps if code in TASKS_BY_CODE else 1 for code in range(len(SETUP_HOOKS))],
-    [TASKS_BY_CODE[code].cloud_credits if code in TASKS_BY_CODE else 0.0 for code in range(len(SETUP_HOOKS))],
-)
+TABLES: EpisodeTables = make_tables([TASKS_BY_CODE[code].episode_steps for code in range(len(TASKS_BY_CODE))],
+                                    [TASKS_BY_CODE[code].cloud_credits for code in range(len(TASKS_BY_CODE))])
 TRACE_TASK = "level_5_alibaba_trace"
 
 
