@@ -31,7 +31,7 @@ from numba import prange
 
 from dime_gym.core._jit import borrowed, kernel, parallel_kernel, phase_kernel, stack_zeros
 from dime_gym.core.actions import apply_action, begin_restart
-from dime_gym.core.latency import class_tail, db_io_wait, db_response_ms, mixture_quantile
+from dime_gym.core.latency import P99_QUANTILE, class_tail, db_io_wait, db_response_ms, mixture_quantile
 from dime_gym.core.nodes import is_serving
 from dime_gym.core.params import (
     AUTO_RESTART_BACKOFF_STEPS,
@@ -376,7 +376,7 @@ def latency(p, s, admitted, in_flight, share, wait_ms, mean_ms, failed_rps):
                     failed_rps += timed_out
                     good += share[k] * (1.0 - class_tail(p.slo_p99_ms, wait_ms[k], mean_ms[k]))
                 share[k] = w
-        p99 = mixture_quantile(0.99, share, wait_ms, mean_ms, N_CLASSES)
+        p99 = mixture_quantile(P99_QUANTILE, share, wait_ms, mean_ms, N_CLASSES)
     elif admitted > 0.0:
         # requests arrive but nothing completes (e.g. database down): clients time out
         latency_mean = p.client_timeout_ms

@@ -49,6 +49,8 @@ def mixture_tail(x_ms, share, wait_ms, mean_ms, n):
     return total
 
 
+P99_QUANTILE = 0.99  # the tail latency every observation reports (steps and resets alike)
+
 # The quantile is reported on a fixed grid of LATENCY_CAP_MS / 2**20 (~0.0095 ms): every grid
 # point is exact in binary, so the answer does not depend on how the grid is searched.
 QUANTILE_GRID_POINTS = 1 << 20

@@ -23,7 +23,7 @@ import numpy as np
 from numba import prange
 
 from dime_gym.core._jit import kernel, parallel_kernel
-from dime_gym.core.latency import db_io_wait, db_response_ms, mixture_quantile
+from dime_gym.core.latency import P99_QUANTILE, db_io_wait, db_response_ms, mixture_quantile
 from dime_gym.core.params import (
     CPU_BACKGROUND,
     MEM_BASELINE,
@@ -40,7 +40,6 @@ _M64 = 0xFFFFFFFFFFFFFFFF
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 _RESET_SALT = np.uint64(0x5EED5EED0D1EC0DE)  # reset streams are not the episode seeds' stream
 _EPISODE_SALT = np.uint64(0xE915D0DE0D1E0000)  # the episode generator: not the cluster's streams
-P99 = 0.99
 
 
 @dataclasses.dataclass(frozen=True)
@@ -121,7 +120,7 @@ def settle_observables(p, s):
     s.offered_rps = offered
     s.admitted_rps = offered
     s.latency_mean_ms = latency_mean
-    s.latency_p99_ms = mixture_quantile(P99, share, wait_ms, mean_ms, N_NODES)
+    s.latency_p99_ms = mixture_quantile(P99_QUANTILE, share, wait_ms, mean_ms, N_NODES)
 
 
 @kernel
