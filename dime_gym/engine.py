@@ -15,22 +15,17 @@ from __future__ import annotations
 import numpy as np
 
 from dime_gym.core.batch import BatchOutputs, advance_batch, observe_single, step_single
-from dime_gym.core.state import MAX_EPISODE_STEPS, STATE_DTYPE, empty_batch, zeroed_records
+from dime_gym.core.rng import as_uint64
+from dime_gym.core.state import MAX_EPISODE_STEPS, STATE_DTYPE, empty_batch, set_record_rows, zeroed_records
 from dime_gym.observation import ObservationSlots, observation_from_buffers
 from dime_gym.render import render_ansi, render_rgb
 from dime_gym.scenarios import TABLES, TASK_CODES, TASKS_BY_CODE, Episode, facts_dict, get_task, trace_load
-from dime_gym.scenarios.episodes import as_uint64, next_draw, reset_stream_from_seed, restart_rows
+from dime_gym.scenarios.episodes import next_draw, reset_stream_from_seed, restart_rows
 from dime_gym.scenarios.faults import MAX_FACTS
 from dime_gym.snapshot import SnapshotContents, encode_snapshot
 
 UNKNOWN_FACT = np.iinfo(np.int64).min  # a fact a restored snapshot did not carry
 _TASK_ID_BY_CODE = np.array([TASKS_BY_CODE[code].id for code in range(len(TASKS_BY_CODE))], dtype=object)
-
-
-def _set_rows(records: np.ndarray, rows, record: np.ndarray) -> None:
-    """``records[rows] = record`` for a structured record, copied as bytes (NumPy assigns a
-    structured value field by field, ~10 us a record array for DIME's ~50 fields)."""
-    records.view(np.uint8).reshape(records.shape[0], -1)[rows] = record.reshape(1).view(np.uint8)
 
 
 class KernelChooser:
@@ -193,9 +188,9 @@ class Engine:
             if type(value) is not int:
                 raise ValueError(f"snapshot fact {name!r} must be an integer, got {value!r}")
             facts_row[k] = value
-        _set_rows(self.params, rows, contents.params)
-        _set_rows(self.states, rows, contents.state)
-        _set_rows(self.start_states, rows, contents.state)
+        set_record_rows(self.params, rows, contents.params)
+        set_record_rows(self.states, rows, contents.state)
+        set_record_rows(self.start_states, rows, contents.state)
         self.facts[rows] = facts_row
         self.step_limit[rows] = self.step_limit_for(contents.params)
         self.task_codes[rows] = TASK_CODES[task.id]

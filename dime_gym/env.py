@@ -34,7 +34,7 @@ from dime_gym.engine import Engine
 from dime_gym.logs import log_excerpt
 from dime_gym.observation import observation_space
 from dime_gym.oracle import triage
-from dime_gym.scenarios import DEFAULT_TASK, TASK_IDS, get_task
+from dime_gym.scenarios import DEFAULT_TASK, TASK_IDS, TASKS_BY_CODE, get_task
 from dime_gym.snapshot import decode_snapshot
 
 
@@ -290,7 +290,7 @@ class DimeEnv(gym.Env):
         else:
             code = Engine.codes_of((task,))[0]
         engine.restart(self._row, np.array([code]), load=load)
-        self._task = get_task(engine.task_ids[0])
+        self._task = TASKS_BY_CODE[int(code)]
         return self._observe_current()
 
     def step(self, action):

@@ -36,7 +36,7 @@ import zlib
 import numpy as np
 
 from dime_gym.core.params import record_from_bytes, validate_params
-from dime_gym.core.state import PARAMS_DTYPE, STATE_DTYPE
+from dime_gym.core.state import PARAMS_DTYPE, STATE_DTYPE, set_record_rows, zeroed_records
 from dime_gym.core.state_checks import validate_state
 from dime_gym.scenarios import get_task
 
@@ -170,11 +170,9 @@ def restore_batch(snapshot, n: int) -> tuple[np.ndarray, np.ndarray]:
 
 def repeat_record(record: np.ndarray, n: int) -> np.ndarray:
     """An (n,) array of copies of one structured record, copied as bytes (fast for any n)."""
-    dtype = record.dtype
-    raw = np.frombuffer(record.tobytes(), dtype=np.uint8)
-    out = np.empty((int(n), dtype.itemsize), dtype=np.uint8)
-    out[:] = raw
-    return out.view(dtype).reshape(int(n))
+    out = zeroed_records(int(n), record.dtype)
+    set_record_rows(out, slice(None), np.asarray(record))
+    return out
 
 
 __all__ = [

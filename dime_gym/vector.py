@@ -187,11 +187,11 @@ class DimeVectorEnv(VectorEnv):
             entropy = np.random.SeedSequence().generate_state(len(fresh), np.uint64).tolist()
             seeded += list(zip(fresh, entropy))
         engine.reseed([b for b, _ in seeded], [s for _, s in seeded])
-        engine.restart(mask, codes, self._restart_in_parallel(), load=load)
+        engine.restart(mask, codes, self._use_all_cores(), load=load)
         self._pending_reset[mask] = False
         self._ended[mask] = False
         self._has_reset = True
-        out = self._engine.observe(self.parallel if self._chooser is None else self._chooser.faster())
+        out = self._engine.observe(self._use_all_cores())
         return self._engine.observation(out), self._infos(out, mask)
 
     def step(self, actions):
@@ -202,7 +202,7 @@ class DimeVectorEnv(VectorEnv):
         if self.autoreset_mode == AutoresetMode.NEXT_STEP:
             resetting = self._pending_reset
             if resetting.any():
-                self._engine.restart(resetting, self._default_codes, self._restart_in_parallel())
+                self._engine.restart(resetting, self._default_codes, self._use_all_cores())
             stepping = ~resetting
         else:
             if self._ended.any():
@@ -276,7 +276,7 @@ class DimeVectorEnv(VectorEnv):
         self._pending_reset[rows] = over and self.autoreset_mode == AutoresetMode.NEXT_STEP
         self._ended[rows] = over and self.autoreset_mode == AutoresetMode.DISABLED
         self._has_reset = True
-        out = self._engine.observe(self.parallel if self._chooser is None else self._chooser.faster())
+        out = self._engine.observe(self._use_all_cores())
         return self._engine.observation(out), self._infos(out, mask)
 
     # -- read-only views for analysis --------------------------------------------------------------
@@ -314,8 +314,10 @@ class DimeVectorEnv(VectorEnv):
             raise IndexError(f"sub-env index {index} out of range for {self.num_envs} sub-envs")
         return b % self.num_envs
 
-    def _restart_in_parallel(self) -> bool:
-        """Whether episode starts run on all cores: when the batched step does."""
+    def _use_all_cores(self) -> bool:
+        """Whether calls other than ``step`` (observing, starting episodes) run the ``prange``
+        kernels: as forced by ``parallel``, else when the chooser has found them faster (without
+        a chooser, ``parallel`` is None only below ``PARALLEL_MIN_BATCH`` sub-envs: serial)."""
         return bool(self.parallel) if self._chooser is None else self._chooser.faster()
 
     def _infos(self, out: BatchOutputs, mask: np.ndarray) -> dict:

@@ -419,7 +419,8 @@ def test_build_episode__reset_p99_is_the_latency_mixtures_quantile(task):
 def test_vector_restart__equals_build_episode_from_the_row_streams_draws():
     # an autoreset starts, inside the compiled call, the episode build_episode builds from the
     # sub-env's next reset-stream draw
-    from dime_gym.scenarios.episodes import as_uint64, next_draw, reset_stream_from_seed
+    from dime_gym.core.rng import as_uint64
+    from dime_gym.scenarios.episodes import next_draw, reset_stream_from_seed
     from dime_gym.vector import DimeVectorEnv
 
     tasks = list(TASK_IDS)

@@ -61,8 +61,13 @@ def write_seed_streams(rng_state, seed):
         rng_state[k] = mix64(seed ^ np.uint64(STREAM_SALT * (k + 1)))
 
 
+def as_uint64(seed: int) -> np.uint64:
+    """Any Python integer as a uint64 (mod 2**64): how every DIME seed enters the kernels."""
+    return np.uint64(int(seed) & 0xFFFFFFFFFFFFFFFF)
+
+
 def seed_streams(seed: int) -> np.ndarray:
     """The initial ``(N_STREAMS,)`` uint64 stream states for an integer seed (mod 2**64)."""
     streams = np.zeros(N_STREAMS, dtype=np.uint64)
-    write_seed_streams(streams, np.uint64(int(seed) & 0xFFFFFFFFFFFFFFFF))
+    write_seed_streams(streams, as_uint64(seed))
     return streams

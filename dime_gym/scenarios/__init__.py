@@ -12,8 +12,9 @@ import typing
 
 import numpy as np
 
+from dime_gym.core.rng import as_uint64
 from dime_gym.core.state import MAX_EPISODE_STEPS, PARAMS_DTYPE, STATE_DTYPE
-from dime_gym.scenarios.episodes import EpisodeTables, as_uint64, make_tables, start_episode
+from dime_gym.scenarios.episodes import EpisodeTables, make_tables, start_episode
 from dime_gym.scenarios.faults import MAX_FACTS, SETUP_HOOKS
 from dime_gym.scenarios.tasks import TASKS, TEST_TASKS, ReferenceStep, Task, TaskId
 from dime_gym.scenarios.trace import bundled_trace, load_trace_csv

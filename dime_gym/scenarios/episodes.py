@@ -36,7 +36,6 @@ from dime_gym.core.rng import mix64, write_seed_streams
 from dime_gym.core.state import DB, ERROR_BUDGET_MAX, FIRST_WORKER, N_NODES, STATE_DTYPE
 from dime_gym.scenarios.faults import run_setup_hook
 
-_M64 = 0xFFFFFFFFFFFFFFFF
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 _RESET_SALT = np.uint64(0x5EED5EED0D1EC0DE)  # reset streams are not the episode seeds' stream
 _EPISODE_SALT = np.uint64(0xE915D0DE0D1E0000)  # the episode generator: not the cluster's streams
@@ -75,11 +74,6 @@ def make_tables(episode_steps, cloud_credits) -> EpisodeTables:
 
 
 # --- seeds ----------------------------------------------------------------------------------------
-def as_uint64(seed: int) -> np.uint64:
-    """Any Python integer as a uint64 (mod 2**64)."""
-    return np.uint64(int(seed) & _M64)
-
-
 @kernel
 def reset_stream_from_seed(seed):
     """The reset stream a row starts from after ``reset(seed=seed)`` (``seed`` a uint64)."""
