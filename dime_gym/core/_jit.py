@@ -112,10 +112,15 @@ def kernel(fn):
     return numba.njit(**JIT_FLAGS)(fn)
 
 
-def phase_kernel(fn):
-    """Compile ``fn``, a phase of a bigger kernel called once per step, to be inlined into its
-    caller (Numba IR inlining: no call, no reference counting of the arrays it is passed), so
-    splitting a kernel into readable phases costs no speed. Results are the same bits."""
+def inlined_kernel(fn):
+    """Compile ``fn`` to be inlined into every kernel that calls it (Numba IR inlining): no
+    call, no passing of array structs, no reference counting of the arrays it is passed. Used
+    for the phases of a cluster-step and the helpers they call, where a call with array
+    arguments cost more than many of the bodies. Results are the same bits.
+
+    Never inline into the body of a ``prange`` loop: Numba's parfor transformations of an
+    inlined cluster-step changed its results (``core.batch._advance_parallel`` calls a kernel
+    per chunk instead)."""
     if JIT_DISABLED:
         return _interpreted(fn)
     return numba.njit(inline="always", **JIT_FLAGS)(fn)

@@ -29,7 +29,7 @@ import functools
 
 import numpy as np
 
-from dime_gym.core._jit import kernel
+from dime_gym.core._jit import inlined_kernel, kernel
 from dime_gym.core.nodes import is_serving
 from dime_gym.core.params import (
     MEM_AFTER_RESTART,
@@ -118,7 +118,7 @@ def begin_restart(s, node):
         s.db_overload_streak = 0
 
 
-@kernel
+@inlined_kernel
 def apply_action(p, s, action):
     """Apply ``action`` to state record ``s`` in place.
 

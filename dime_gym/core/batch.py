@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import dataclasses
 
+import numba
 import numpy as np
 from numba import prange
 
-from dime_gym.core._jit import borrowed, kernel, parallel_kernel, phase_kernel
+from dime_gym.core._jit import borrowed, inlined_kernel, kernel, parallel_kernel
 from dime_gym.core.actions import ACTION_NVEC, N_ACTION_KINDS, QUERY_LOGS, UNPARSABLE
 from dime_gym.core.dynamics import step_batch_parallel, step_batch_serial, step_cluster
 from dime_gym.core.grading import episode_score
@@ -149,10 +150,11 @@ class BatchOutputs:
         )
 
 
-@kernel
+@inlined_kernel
 def _advance_cluster(b, params, states, actions, stepping, step_limit, node_obs, flag_obs, scalar_obs, step_obs,
                      rewards, truncated, components, scores, errors):
-    """Step cluster ``b`` if ``stepping[b]``, then write its row of every output."""
+    """Step cluster ``b`` if ``stepping[b]``, then write its row of every output (inlined into
+    ``_advance_rows``' loop: a call with fourteen array arguments per cluster cost ~10 %)."""
     s = states[b]
     if stepping[b]:
         step_cluster(params[b], s, actions[b])
@@ -168,37 +170,40 @@ def _advance_cluster(b, params, states, actions, stepping, step_limit, node_obs,
     errors[b] = s.action_errors
 
 
-@phase_kernel
+@inlined_kernel
 def _borrowed_all(params, states, actions, stepping, step_limit, node_obs, flag_obs, scalar_obs, step_obs, rewards,
                   truncated, components, scores, errors):
-    """Every argument of the batch loops as a ``borrowed`` array, so that calling
-    ``_advance_cluster`` once per cluster costs no reference counting (14 atomic pairs per
-    cluster otherwise, that all threads of the ``prange`` loop contend for)."""
+    """Every argument of the batch loop as a ``borrowed`` array, so that the per-cluster views
+    of them cost no reference counting (14 atomic pairs per cluster otherwise, that all
+    threads of a parallel call contend for)."""
     return (borrowed(params), borrowed(states), borrowed(actions), borrowed(stepping), borrowed(step_limit),
             borrowed(node_obs), borrowed(flag_obs), borrowed(scalar_obs), borrowed(step_obs), borrowed(rewards),
             borrowed(truncated), borrowed(components), borrowed(scores), borrowed(errors))
 
 
 @kernel
-def _advance_serial(params, states, actions, stepping, step_limit, node_obs, flag_obs, scalar_obs, step_obs,
-                    rewards, truncated, components, scores, errors):
+def _advance_rows(first, stop, params, states, actions, stepping, step_limit, node_obs, flag_obs, scalar_obs, step_obs,
+                  rewards, truncated, components, scores, errors):
+    """Advance clusters ``first`` to ``stop - 1`` in order: the whole batch (serial) or one
+    thread's chunk of it (``_advance_parallel``)."""
     params, states, actions, stepping, step_limit, node_obs, flag_obs, scalar_obs, step_obs, rewards, truncated, \
         components, scores, errors = _borrowed_all(params, states, actions, stepping, step_limit, node_obs, flag_obs,
                                                    scalar_obs, step_obs, rewards, truncated, components, scores, errors)
-    for b in range(states.shape[0]):
+    for b in range(first, stop):
         _advance_cluster(b, params, states, actions, stepping, step_limit, node_obs, flag_obs, scalar_obs, step_obs,
                          rewards, truncated, components, scores, errors)
 
 
 @parallel_kernel
-def _advance_parallel(params, states, actions, stepping, step_limit, node_obs, flag_obs, scalar_obs, step_obs,
+def _advance_parallel(chunks, params, states, actions, stepping, step_limit, node_obs, flag_obs, scalar_obs, step_obs,
                       rewards, truncated, components, scores, errors):
-    params, states, actions, stepping, step_limit, node_obs, flag_obs, scalar_obs, step_obs, rewards, truncated, \
-        components, scores, errors = _borrowed_all(params, states, actions, stepping, step_limit, node_obs, flag_obs,
-                                                   scalar_obs, step_obs, rewards, truncated, components, scores, errors)
-    for b in prange(states.shape[0]):
-        _advance_cluster(b, params, states, actions, stepping, step_limit, node_obs, flag_obs, scalar_obs, step_obs,
-                         rewards, truncated, components, scores, errors)
+    """``_advance_rows`` over the batch split into ``chunks`` chunks (one per thread). The
+    ``prange`` body must stay a call: with the cluster-step inlined into it, Numba's parfor
+    transformations changed the results (caught by the bit-for-bit tests)."""
+    n = states.shape[0]
+    for c in prange(chunks):
+        _advance_rows(c * n // chunks, (c + 1) * n // chunks, params, states, actions, stepping, step_limit, node_obs,
+                      flag_obs, scalar_obs, step_obs, rewards, truncated, components, scores, errors)
 
 
 def use_parallel(n: int, parallel: bool | None) -> bool:
@@ -217,9 +222,12 @@ def advance_batch(params, states, actions, stepping, step_limit, out: BatchOutpu
         out: where the results go (``BatchOutputs.allocate(N)``).
         parallel: force the ``prange`` (True) or serial (False) kernel; ``None`` decides by N.
     """
-    run = _advance_parallel if use_parallel(states.shape[0], parallel) else _advance_serial
-    run(params, states, actions, stepping, step_limit, out.node_obs, out.flag_obs, out.scalar_obs, out.step_obs,
-        out.rewards, out.truncated, out.reward_components, out.scores, out.action_errors)
+    outputs = (out.node_obs, out.flag_obs, out.scalar_obs, out.step_obs, out.rewards, out.truncated,
+               out.reward_components, out.scores, out.action_errors)
+    if use_parallel(states.shape[0], parallel):
+        _advance_parallel(numba.get_num_threads(), params, states, actions, stepping, step_limit, *outputs)
+    else:
+        _advance_rows(0, states.shape[0], params, states, actions, stepping, step_limit, *outputs)
 
 
 def step_batch(params, states, actions, parallel: bool | None = None) -> None:

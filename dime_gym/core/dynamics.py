@@ -29,7 +29,7 @@ import math
 
 from numba import prange
 
-from dime_gym.core._jit import borrowed, kernel, parallel_kernel, phase_kernel, stack_zeros
+from dime_gym.core._jit import borrowed, inlined_kernel, kernel, parallel_kernel, stack_zeros
 from dime_gym.core.actions import apply_action, begin_restart
 from dime_gym.core.latency import P99_QUANTILE, class_tail, db_io_wait, db_response_ms, mixture_quantile
 from dime_gym.core.nodes import is_serving
@@ -111,7 +111,7 @@ def fail_node(s, i, event):
     return lost
 
 
-@kernel
+@inlined_kernel
 def tick_timers(p, s):
     """Advance restart, crash-loop, cooldown and replica timers by one step. Kubelet restarts
     a crashed node after its backoff, unless the node crash-loops (then only a manual
@@ -141,7 +141,7 @@ def tick_timers(p, s):
                 s.replica_cold_left[r] = 0
 
 
-@kernel
+@inlined_kernel
 def fire_scheduled_faults(p, s):
     """Crash, zombify or leak whatever the scenario schedules for this step."""
     for i in range(N_NODES):
@@ -159,7 +159,7 @@ def fire_scheduled_faults(p, s):
         s.db_pool_free = max(0.0, s.db_pool_free - p.pool_leak_per_step)
 
 
-@kernel
+@inlined_kernel
 def effective_route_weights(s, eff):
     """Fill ``eff`` with each serving worker's routing weight, plus the weight of every
     down worker split between its nearest serving neighbours on the ring 1 -> ... -> 7 -> 1."""
@@ -190,7 +190,7 @@ def effective_route_weights(s, eff):
             eff[prv] += 0.5 * s.route_weight[i]
 
 
-@kernel
+@inlined_kernel
 def split_brain_contention(p, s, admitted):
     """DB io contention from split-brain workers: ``replication_io`` for each one serving a fair
     share of the admitted traffic, in proportion to its share (routing traffic away from it
@@ -203,7 +203,7 @@ def split_brain_contention(p, s, admitted):
     return contention
 
 
-@phase_kernel
+@inlined_kernel
 def count_replicas(s):
     """``(active, ready)``: replica slots in use, and those past their cold start."""
     active_replicas = 0
@@ -216,7 +216,7 @@ def count_replicas(s):
     return active_replicas, ready_replicas
 
 
-@phase_kernel
+@inlined_kernel
 def arrivals(p, s):
     """Offered ingress (base rate x load profile x lognormal noise of mean 1, plus last step's
     retries) and the part the throttle admits; the rest is shed. Returns ``(offered, admitted)``
@@ -232,7 +232,7 @@ def arrivals(p, s):
     return offered, admitted
 
 
-@phase_kernel
+@inlined_kernel
 def routing(s, admitted, ready_replicas, eff, failed_rps):
     """Split the admitted traffic over the serving workers (``eff``: effective route weights,
     written here) and the ready replicas. Returns ``(replica_arrival, failed_rps)``: the
@@ -249,7 +249,7 @@ def routing(s, admitted, ready_replicas, eff, failed_rps):
     return replica_arrival, failed_rps
 
 
-@phase_kernel
+@inlined_kernel
 def database_capacity(p, s, admitted, active_replicas):
     """The database's capacity this step in request-equivalents/s: nominal x free pool, cut by
     io contention (replicas, split brain) and any scheduled slowdown; 0 while it is down.
@@ -263,7 +263,7 @@ def database_capacity(p, s, admitted, active_replicas):
     return db_capacity, contention
 
 
-@phase_kernel
+@inlined_kernel
 def database_demand(p, s, replica_arrival, active_replicas, ready_replicas, db_capacity, contention, gc_pressure, desired):
     """What workers and replicas want to serve (``desired``, with each worker's GC pressure in
     ``gc_pressure``), and how much of it the database lets through. Records DB utilisation and
@@ -293,7 +293,7 @@ def database_demand(p, s, replica_arrival, active_replicas, ready_replicas, db_c
     return demand, total_demand, scale, db_util
 
 
-@phase_kernel
+@inlined_kernel
 def service(p, s, desired, gc_pressure, scale, demand, db_util, ready_replicas, replica_arrival, share, wait_ms,
             mean_ms, failed_rps):
     """Workers and replicas serve their ``desired`` traffic scaled by what the database admits;
@@ -357,7 +357,7 @@ def service(p, s, desired, gc_pressure, scale, demand, db_util, ready_replicas, 
     return in_flight, failed_rps
 
 
-@phase_kernel
+@inlined_kernel
 def latency(p, s, admitted, in_flight, share, wait_ms, mean_ms, failed_rps):
     """The latency mixture of the classes in service: mean, p99, requests served before the
     client timeout and within the SLO. Records them in ``s``; ``share`` becomes fractions.
@@ -390,7 +390,7 @@ def latency(p, s, admitted, in_flight, share, wait_ms, mean_ms, failed_rps):
     return served_ok, good, p99, failed_rps
 
 
-@phase_kernel
+@inlined_kernel
 def failures(p, s, db_util, total_demand, db_capacity, failed_rps):
     """Memory relaxes towards its load-driven target plus leaks; nodes die on OOM or sustained
     overload, the database on pool exhaustion or sustained saturation. Returns ``failed_rps``
@@ -424,7 +424,7 @@ def failures(p, s, db_util, total_demand, db_capacity, failed_rps):
     return failed_rps
 
 
-@phase_kernel
+@inlined_kernel
 def retries_and_error_budget(p, s, offered, admitted, failed_rps):
     """Failed requests come back as next step's retries; shed and failed traffic burn the SLO
     error budget, which refills a little every step."""
@@ -435,7 +435,7 @@ def retries_and_error_budget(p, s, offered, admitted, failed_rps):
     s.error_budget = min(ERROR_BUDGET_MAX, max(0.0, s.error_budget + ERROR_BUDGET_REFILL - ERROR_BUDGET_BURN * bad_fraction))
 
 
-@phase_kernel
+@inlined_kernel
 def tally_grader(p, s, offered, good, served_ok, p99, friction):
     """Add this step to the episode tallies the graders read (``core.grading``)."""
     s.sum_offered += offered

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 
-from dime_gym.core._jit import kernel
+from dime_gym.core._jit import inlined_kernel, kernel
 from dime_gym.core.params import DB_IO_SLOWDOWN, DB_SERVICE_MS, IO_WAIT_FLOOR, IO_WAIT_UTIL_GAIN, UTIL_CEILING
 from dime_gym.core.state import LATENCY_CAP_MS
 
@@ -58,7 +58,7 @@ QUANTILE_STEP_MS = LATENCY_CAP_MS / QUANTILE_GRID_POINTS
 NEWTON_PROPOSALS = 6  # then plain bisection, so the search stays O(log) on any input
 
 
-@kernel
+@inlined_kernel
 def _tail_and_slope(x_ms, share, wait_ms, mean_ms, n):
     """``(P(latency > x), -dP/dx)`` of the mixture; the tail is summed exactly as
     ``mixture_tail`` sums it, so comparisons with it decide the same way."""
@@ -73,7 +73,7 @@ def _tail_and_slope(x_ms, share, wait_ms, mean_ms, n):
     return tail, slope
 
 
-@kernel
+@inlined_kernel
 def mixture_quantile(q, share, wait_ms, mean_ms, n):
     """The ``q`` quantile of the mixture on the ``QUANTILE_STEP_MS`` grid: the smallest grid
     point ``x >= QUANTILE_STEP_MS`` with ``P(latency > x) <= 1 - q``, or ``LATENCY_CAP_MS``

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from dime_gym.core._jit import kernel
+from dime_gym.core._jit import inlined_kernel, kernel
 from dime_gym.core.nodes import is_serving
 from dime_gym.core.state import MAX_REPLICAS, N_NODES
 
@@ -35,7 +35,7 @@ N_SCALAR_OBS = len(SCALAR_FIELDS)
 DROPPED_VALUE = -1.0  # what a node field shows while the node's telemetry is dropped
 
 
-@kernel
+@inlined_kernel
 def write_observation(s, node_obs, flag_obs, scalar_obs, step_obs):
     """Write the observation of ``STATE_DTYPE`` record ``s`` into the four buffers (rows in
     the order of ``NODE_FIELDS``, ``FLAG_FIELDS``, ``SCALAR_FIELDS``); any memory layout of the

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 
-from dime_gym.core._jit import kernel
+from dime_gym.core._jit import inlined_kernel, kernel
 from dime_gym.core.nodes import is_serving
 from dime_gym.core.params import OOM_THRESHOLD
 from dime_gym.core.state import DB, ERROR_BUDGET_MAX, FIRST_WORKER, MAX_REPLICAS, N_NODES, N_WORKERS
@@ -103,7 +103,7 @@ def node_health(s, i):
     return RESTARTING_CREDIT
 
 
-@kernel
+@inlined_kernel
 def compute_reward(p, s, friction, active_replicas):
     """Fill ``s.reward_components`` and ``s.reward`` from the post-step state."""
     workers_up = 0.0

@@ -9,12 +9,12 @@ dynamics stream is never touched.
 
 from __future__ import annotations
 
-from dime_gym.core._jit import kernel
+from dime_gym.core._jit import inlined_kernel, kernel
 from dime_gym.core.rng import STREAM_TELEMETRY, next_uniform
 from dime_gym.core.state import N_NODES
 
 
-@kernel
+@inlined_kernel
 def update_dropout(p, s):
     """Advance every node's dropout state by one step (in place)."""
     for i in range(N_NODES):
