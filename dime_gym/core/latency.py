@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import math
 
-from dime_gym.core._jit import inlined_kernel, kernel
+from dime_gym.core._jit import inlined_kernel, kernel, stack_zeros
 from dime_gym.core.params import DB_IO_SLOWDOWN, DB_SERVICE_MS, IO_WAIT_FLOOR, IO_WAIT_UTIL_GAIN, UTIL_CEILING
-from dime_gym.core.state import LATENCY_CAP_MS
+from dime_gym.core.state import LATENCY_CAP_MS, N_NODES
 
 
 @kernel
@@ -49,6 +49,7 @@ def mixture_tail(x_ms, share, wait_ms, mean_ms, n):
     return total
 
 
+MAX_CLASSES = N_NODES + 1  # a mixture has at most one class per node slot plus the replica pool
 P99_QUANTILE = 0.99  # the tail latency every observation reports (steps and resets alike)
 
 # The quantile is reported on a fixed grid of LATENCY_CAP_MS / 2**20 (~0.0095 ms): every grid
@@ -59,17 +60,18 @@ NEWTON_PROPOSALS = 6  # then plain bisection, so the search stays O(log) on any 
 
 
 @inlined_kernel
-def _tail_and_slope(x_ms, share, wait_ms, mean_ms, n):
+def _tail_and_slope(x_ms, share, wait_ms, mean_ms, n, rate):
     """``(P(latency > x), -dP/dx)`` of the mixture; the tail is summed exactly as
-    ``mixture_tail`` sums it, so comparisons with it decide the same way."""
+    ``mixture_tail`` sums it, so comparisons with it decide the same way. The slope only
+    steers the search, so it uses each class's ``rate`` (1 / mean, 0 for a point mass)."""
     tail = 0.0
     slope = 0.0
     for k in range(n):
         if share[k] > 0.0:
             c = share[k] * class_tail(x_ms, wait_ms[k], mean_ms[k])
             tail += c
-            if x_ms >= wait_ms[k] and mean_ms[k] > 0.0:
-                slope += c / mean_ms[k]
+            if x_ms >= wait_ms[k]:
+                slope += c * rate[k]
     return tail, slope
 
 
@@ -91,9 +93,11 @@ def mixture_quantile(q, share, wait_ms, mean_ms, n):
     # at most the target (one log per call, none per class)
     log_inverse_target = math.log(1.0 / target)
     x0 = 0.0
+    rate = stack_zeros(1, MAX_CLASSES)[0]
     for k in range(n):
         if share[k] > 0.0:
             x0 = max(x0, wait_ms[k] + mean_ms[k] * log_inverse_target if mean_ms[k] > 0.0 else wait_ms[k])
+            rate[k] = 1.0 / mean_ms[k] if mean_ms[k] > 0.0 else 0.0
     guess = x0 / QUANTILE_STEP_MS
     j = 1 if not guess >= 1.0 else (top if guess >= top else int(math.ceil(guess)))
     lo = 0  # index 0 counts as above the target, as in the bisection
@@ -101,7 +105,7 @@ def mixture_quantile(q, share, wait_ms, mean_ms, n):
     gallop = 1
     proposals = 0
     while True:
-        tail, slope = _tail_and_slope(j * QUANTILE_STEP_MS, share, wait_ms, mean_ms, n)
+        tail, slope = _tail_and_slope(j * QUANTILE_STEP_MS, share, wait_ms, mean_ms, n, rate)
         if tail > target:
             lo = j
             if lo == top:
