@@ -1,6 +1,6 @@
 """(a) Single-env step time of DIME-v0 vs Gymnasium's CartPole-v1, both through ``gym.make``
-with their default wrappers, measured side by side (interleaved rounds, median of rounds) with
-pre-generated actions and resets at episode ends included. ``--breakdown`` also times the
+with their default wrappers, measured side by side (interleaved rounds; the ratio is the median
+of each round's own ratio) with pre-generated actions and resets at episode ends included. ``--breakdown`` also times the
 parts of one DIME step, to show where the time goes.
 
     python benchmarks/bench_step.py [--rounds 7] [--steps 2000] [--breakdown]
@@ -9,13 +9,14 @@ parts of one DIME step, to show where the time goes.
 from __future__ import annotations
 
 import argparse
+import statistics
 import time
 
 import gymnasium as gym
 import numpy as np
 
 import dime_gym  # noqa: F401 - registers DIME-v0
-from benchutil import OtherLoad, interleaved, machine, print_table
+from benchutil import OtherLoad, interleaved_samples, machine, paired_ratio, print_table
 
 
 def time_steps(env, actions, read_oracle: bool = False) -> float:
@@ -39,7 +40,8 @@ def breakdown(repeats: int = 20000) -> list[tuple[str, str]]:
 
     env = DimeEnv(with_oracle=False)
     env.reset(seed=0)
-    params, states = env._engine.params, env._engine.states
+    states = env._engine.states
+    params_bytes, states_bytes = env._engine.params.view(np.uint8), states.view(np.uint8)
     start_state = states.copy()
     action = np.zeros(4, dtype=np.int64)
     slots = ObservationSlots()
@@ -57,7 +59,7 @@ def breakdown(repeats: int = 20000) -> list[tuple[str, str]]:
         return min(times) * 1e6
 
     def kernel_call():
-        step_single(params, states, action, False, slots.records, 0)
+        step_single(params_bytes, states_bytes, action, False, slots.record_bytes, 0)
         if states[0]["step"] >= 30:
             states[:] = start_state
 
@@ -93,12 +95,15 @@ def main() -> None:
     for run in variants.values():  # warm-up (JIT compile or cache load)
         run()
     with OtherLoad() as load:
-        medians = interleaved(variants, args.rounds)
-    base = medians["CartPole-v1"]
+        samples = interleaved_samples(variants, args.rounds)
+    rows = []
+    for name, values in samples.items():
+        median, q1, q3 = paired_ratio(samples, name, "CartPole-v1")
+        rows.append((name, f"{statistics.median(values) * 1e6:.1f}", f"{median:.2f}", f"{q1:.2f}-{q3:.2f}"))
     print(machine())
-    print(f"{args.rounds} interleaved rounds of {args.steps} steps, medians; {load.summary()}")
-    print_table(("env (through gym.make)", "us/step", "x CartPole"),
-                [(name, f"{m * 1e6:.1f}", f"{m / base:.2f}") for name, m in medians.items()])
+    print(f"{args.rounds} interleaved rounds of {args.steps} steps; times: medians; x CartPole: median (and "
+          f"quartiles) of each round's ratio; {load.summary()}")
+    print_table(("env (through gym.make)", "us/step", "x CartPole", "quartiles"), rows)
     if args.breakdown:
         print()
         print_table(("part of DimeEnv.step", "us"), breakdown())

@@ -1,25 +1,28 @@
 """(b) Batched env-steps per second of DIME's native vector env vs CartPole's native vector env,
 both from ``gym.make_vec(..., vectorization_mode="vector_entry_point")`` at the same sizes,
-measured side by side (interleaved rounds, median). DIME runs all 14 tasks mixed, with random
-actions and its NEXT_STEP autoresets included (a window of ``--steps`` calls spans several
-episode ends); CartPole's episodes end and reset inside its window too.
+measured side by side in interleaved rounds (the ratio is the median of each round's own ratio:
+its windows ran within a second of each other, so the VM's slow drift cancels). DIME runs all
+14 tasks mixed, with random actions and its NEXT_STEP autoresets included (a window of
+``--steps`` calls spans several episode ends); CartPole's episodes end and reset inside its
+window too.
 
 Two more DIME rows show where the time goes: the same batch with no episode ending inside the
 window (the compiled step alone plus the Python shell), and the autoreset cost per reset.
 
-    python benchmarks/bench_vector.py [--sizes 1024 16384] [--rounds 3] [--steps 120]
+    python benchmarks/bench_vector.py [--sizes 1024 16384] [--rounds 9] [--steps 120]
 """
 
 from __future__ import annotations
 
 import argparse
+import statistics
 import time
 
 import gymnasium as gym
 import numpy as np
 
 import dime_gym  # noqa: F401 - registers DIME-v0
-from benchutil import OtherLoad, interleaved, machine, print_table
+from benchutil import OtherLoad, interleaved_samples, machine, paired_ratio, print_table
 from dime_gym import TASK_IDS
 
 
@@ -36,7 +39,7 @@ def env_steps_per_second(envs, actions, steps: int, seed: int | None = None) -> 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--sizes", type=int, nargs="+", default=[1024, 16384])
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=9)
     parser.add_argument("--steps", type=int, default=120, help="calls per timed window (episodes are 40-60 steps)")
     args = parser.parse_args()
     rng = np.random.default_rng(0)
@@ -60,22 +63,29 @@ def main() -> None:
             }
             for run in variants.values():  # warm-up: compile or load kernels
                 run()
-            rates = interleaved(variants, args.rounds)
+            samples = interleaved_samples(variants, args.rounds)
+            rates = {name: statistics.median(values) for name, values in samples.items()}
             reset_mask = np.ones(n, dtype=np.bool_)
             t0 = time.perf_counter()
             quiet.reset(options={"reset_mask": reset_mask})
             reset_us = (time.perf_counter() - t0) / n * 1e6
             base = rates["CartPole"]
+
+            def vs_cartpole(name):
+                median, q1, q3 = paired_ratio(samples, name, "CartPole")
+                return f"{median:.2f}", f"{q1:.2f}-{q3:.2f}"
+
             rows += [
-                (n, "CartPole-v1 (native vector env)", f"{base / 1e6:.2f}", "1.00", ""),
-                (n, "DIME-v0 (mixed tasks, autoresets)", f"{rates['DIME'] / 1e6:.2f}", f"{rates['DIME'] / base:.2f}", ""),
+                (n, "CartPole-v1 (native vector env)", f"{base / 1e6:.2f}", "1.00", "", ""),
+                (n, "DIME-v0 (mixed tasks, autoresets)", f"{rates['DIME'] / 1e6:.2f}", *vs_cartpole("DIME"), ""),
                 (n, "DIME-v0, no episode end in window", f"{rates['DIME, no episode end in window'] / 1e6:.2f}",
-                 f"{rates['DIME, no episode end in window'] / base:.2f}", f"autoreset: {reset_us:.0f} us/sub-env"),
+                 *vs_cartpole("DIME, no episode end in window"), f"autoreset: {reset_us:.0f} us/sub-env"),
             ]
             del dime, quiet, cartpole
     print(machine())
-    print(f"{args.rounds} interleaved rounds, medians; windows of {args.steps} calls; {load.summary()}")
-    print_table(("num_envs", "env", "M env-steps/s", "x CartPole", "note"), rows)
+    print(f"{args.rounds} interleaved rounds; rates: medians; x CartPole: median (and quartiles) of each round's "
+          f"ratio; windows of {args.steps} calls; {load.summary()}")
+    print_table(("num_envs", "env", "M env-steps/s", "x CartPole", "quartiles", "note"), rows)
 
 
 if __name__ == "__main__":

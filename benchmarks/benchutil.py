@@ -1,6 +1,7 @@
-"""Shared helpers for the benchmarks: interleaved timing rounds reduced to medians, a one-line
-description of the machine, and how much CPU other processes (and the hypervisor) took while a
-benchmark ran, because the VMs these numbers come from are shared and drift."""
+"""Shared helpers for the benchmarks: interleaved timing rounds reduced to medians and paired
+ratios, a one-line description of the machine, and how much CPU other processes (and the
+hypervisor) took while a benchmark ran, because the VMs these numbers come from are shared and
+drift."""
 
 from __future__ import annotations
 
@@ -69,14 +70,30 @@ class OtherLoad:
         return f"other processes used {self.other:.0%} and the hypervisor stole {self.steal:.0%} of the CPUs meanwhile"
 
 
-def interleaved(variants: dict[str, Callable[[], float]], rounds: int) -> dict[str, float]:
-    """Run every variant once per round, round after round (so drift hits all alike), and
-    return each variant's median of what it returned (e.g. seconds per step)."""
+def interleaved_samples(variants: dict[str, Callable[[], float]], rounds: int) -> dict[str, list[float]]:
+    """Run every variant once per round, round after round (so drift hits all alike; the order
+    is reversed every other round, so no variant always runs right after the same one), and
+    return what each run returned (e.g. seconds per step), round by round."""
     samples: dict[str, list[float]] = {name: [] for name in variants}
-    for _ in range(rounds):
-        for name, run in variants.items():
-            samples[name].append(run())
-    return {name: statistics.median(values) for name, values in samples.items()}
+    names = list(variants)
+    for r in range(rounds):
+        for name in (names if r % 2 == 0 else names[::-1]):
+            samples[name].append(variants[name]())
+    return samples
+
+
+def interleaved(variants: dict[str, Callable[[], float]], rounds: int) -> dict[str, float]:
+    """``interleaved_samples`` reduced to each variant's median."""
+    return {name: statistics.median(values) for name, values in interleaved_samples(variants, rounds).items()}
+
+
+def paired_ratio(samples: dict[str, list[float]], name: str, baseline: str) -> tuple[float, float, float]:
+    """Median, first and third quartile of the per-round ratio ``name / baseline``: each round's
+    two runs were back to back, so a ratio within a round cancels the machine's slow drift
+    (which moves a single variant's median by up to ~2x on a shared VM)."""
+    ratios = sorted(a / b for a, b in zip(samples[name], samples[baseline]))
+    q1, median, q3 = statistics.quantiles(ratios, n=4, method="inclusive") if len(ratios) > 1 else ratios * 3
+    return median, q1, q3
 
 
 def print_table(header: tuple[str, ...], rows: list[tuple]) -> None:

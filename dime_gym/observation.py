@@ -28,6 +28,7 @@ from dime_gym.core.observe import (
     N_SCALAR_OBS,
     NODE_FIELDS,
     SCALAR_FIELDS,
+    SLOT_DTYPE,
     STEP_FIELD,
 )
 from dime_gym.core.state import (
@@ -86,16 +87,6 @@ def allocate_single_buffers() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.nd
     )
 
 
-# One observation of one cluster as one record: the four ``core.observe`` buffers side by side,
-# so that ``ObservationSlots`` hands the compiled step one array instead of four.
-SLOT_DTYPE = np.dtype([
-    ("node_obs", np.float32, (N_NODE_OBS, N_NODES)),
-    ("flag_obs", np.int8, (N_FLAG_OBS, N_NODES)),
-    ("scalar_obs", np.float32, (N_SCALAR_OBS, 1)),
-    ("step_obs", np.int64, (1,)),
-])
-
-
 def _observation_dict(cpu_loads, mem_utilizations, queue_lengths, failed_nodes, restarting_nodes, latency_ms,
                       p99_latency, request_rate, io_wait, error_budget, cloud_budget, throttle_rate, active_replicas,
                       step) -> dict[str, np.ndarray]:
@@ -124,13 +115,15 @@ class ObservationSlots:
     costs a fraction. A kept observation keeps its slots' records alive (``slots`` × 152 bytes).
 
     Attributes:
-        records: (K,) ``SLOT_DTYPE``, the buffers (``core.observe`` layout in each record).
+        records: (K,) ``SLOT_DTYPE``, the buffers (``core.observe`` layout in each record);
+            ``record_bytes`` the same memory as uint8, as the compiled step takes it.
         observations: (K,) the Dict observation (``OBSERVATION_KEYS`` order) viewing each slot.
         taken: slots handed out so far.
     """
 
     def __init__(self, slots: int = 64):
         self.records = np.empty(slots, dtype=SLOT_DTYPE)
+        self.record_bytes = self.records.view(np.uint8)
         # per key in OBSERVATION_KEYS order, the K views of that key; islice stops before the
         # end, since running a NumPy iteration to its end raises an IndexError (~1 us each)
         columns = []

@@ -193,6 +193,20 @@ def _borrowed_interpreted(array):
     return array
 
 
+def _records_view(data, dtype):
+    return data.view(dtype)
+
+
+def _records_view_interpreted(data, dtype):
+    return data.view(dtype).view(np.recarray)  # attribute access to rows, as compiled
+
+
+# ``records_view(data, dtype)``: a C-contiguous uint8 array seen as ``dtype`` records (same
+# memory). Kernels called from Python take structured arrays as bytes when the call is hot:
+# Numba types a uint8 array argument ~0.15 µs faster than a structured one.
+records_view = _records_view_interpreted if JIT_DISABLED else numba.njit(inline="always", **JIT_FLAGS)(_records_view)
+
+
 # ``borrowed(array)``: a kernel's array argument to hand to per-cluster kernels in a loop. Numba
 # otherwise increments and decrements the array's shared reference count (an atomic
 # instruction, contended by every thread of a ``prange`` loop) around each call that cannot be

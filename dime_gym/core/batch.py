@@ -15,12 +15,13 @@ import numba
 import numpy as np
 from numba import prange
 
-from dime_gym.core._jit import borrowed, inlined_kernel, kernel, parallel_kernel
+from dime_gym.core._jit import borrowed, inlined_kernel, kernel, parallel_kernel, records_view
 from dime_gym.core.actions import ACTION_NVEC, N_ACTION_KINDS, QUERY_LOGS, UNPARSABLE
 from dime_gym.core.dynamics import step_batch_parallel, step_batch_serial, step_cluster
 from dime_gym.core.grading import episode_score
-from dime_gym.core.observe import N_FLAG_OBS, N_NODE_OBS, N_SCALAR_OBS, write_observation
-from dime_gym.core.state import N_NODES, N_REWARD_COMPONENTS
+from dime_gym.core.observe import N_FLAG_OBS, N_NODE_OBS, N_SCALAR_OBS, SLOT_DTYPE, write_observation
+from dime_gym.core.params import PARAMS_DTYPE
+from dime_gym.core.state import N_NODES, N_REWARD_COMPONENTS, STATE_DTYPE
 
 PARALLEL_MIN_BATCH = 64  # clusters; below this a serial loop is as fast (measured, 2 cores)
 
@@ -72,15 +73,17 @@ def _refused(status):
 
 
 @kernel
-def step_single(params, states, action, allow_unparsable, observations, slot):
+def step_single(params_bytes, states_bytes, action, allow_unparsable, slot_bytes, slot):
     """Validate ``action``, step cluster 0 and write its observation, in one call (with few
-    arguments: Numba's dispatch costs ~0.1 µs per argument, more for structured arrays).
+    arguments, and none structured: Numba's dispatch costs ~0.1 µs per argument and ~0.15 µs
+    more to type a structured array, so the records come as bytes: ``_jit.records_view``).
 
     Args:
-        params, states: (1,) ``PARAMS_DTYPE`` / ``STATE_DTYPE`` arrays; ``states`` is updated.
+        params_bytes, states_bytes: the (1,) ``PARAMS_DTYPE`` / ``STATE_DTYPE`` arrays viewed
+            as uint8 (``records.view(np.uint8)``); the state is updated.
         action: (4,) int64. allow_unparsable: accept kind ``UNPARSABLE``.
-        observations: (K,) ``dime_gym.observation.SLOT_DTYPE`` records, each the four
-            ``core.observe`` buffers of one observation (``ObservationSlots.records``).
+        slot_bytes: (K,) ``core.observe.SLOT_DTYPE`` records as uint8, each the four
+            ``core.observe`` buffers of one observation (``ObservationSlots.record_bytes``).
         slot: which of the K records to write.
 
     Returns:
@@ -93,21 +96,23 @@ def step_single(params, states, action, allow_unparsable, observations, slot):
     field = invalid_action_field(action, allow_unparsable)
     if field >= 0:
         return _refused(field + 1)
-    p = params[0]
-    s = states[0]
+    p = records_view(params_bytes, PARAMS_DTYPE)[0]
+    s = records_view(states_bytes, STATE_DTYPE)[0]
     if s.step >= p.episode_steps:
         return _refused(EPISODE_OVER)
     step_cluster(p, s, action)
     logs_node = action[1] if action[0] == QUERY_LOGS else -1
-    return _observe_cluster(STEPPED, p, s, observations[slot], logs_node)
+    return _observe_cluster(STEPPED, p, s, records_view(slot_bytes, SLOT_DTYPE)[slot], logs_node)
 
 
 @kernel
-def observe_single(params, states, observations, slot):
+def observe_single(params_bytes, states_bytes, slot_bytes, slot):
     """Write cluster 0's observation into record ``slot`` without stepping (after reset or
-    restore); returns the same tuple as ``step_single`` with status ``STEPPED``, no reward
-    change and ``logs_node`` -1."""
-    return _observe_cluster(STEPPED, params[0], states[0], observations[slot], -1)
+    restore); arguments as for ``step_single``; returns the same tuple as ``step_single`` with
+    status ``STEPPED``, no reward change and ``logs_node`` -1."""
+    p = records_view(params_bytes, PARAMS_DTYPE)[0]
+    s = records_view(states_bytes, STATE_DTYPE)[0]
+    return _observe_cluster(STEPPED, p, s, records_view(slot_bytes, SLOT_DTYPE)[slot], -1)
 
 
 # --- a batch of clusters ------------------------------------------------------------------------

@@ -34,6 +34,15 @@ N_FLAG_OBS = len(FLAG_FIELDS)
 N_SCALAR_OBS = len(SCALAR_FIELDS)
 DROPPED_VALUE = -1.0  # what a node field shows while the node's telemetry is dropped
 
+# One observation of one cluster as one record: the four buffers side by side, so that the single
+# env hands the compiled step one array instead of four (``dime_gym.observation.ObservationSlots``).
+SLOT_DTYPE = np.dtype([
+    ("node_obs", np.float32, (N_NODE_OBS, N_NODES)),
+    ("flag_obs", np.int8, (N_FLAG_OBS, N_NODES)),
+    ("scalar_obs", np.float32, (N_SCALAR_OBS, 1)),
+    ("step_obs", np.int64, (1,)),
+])
+
 
 @inlined_kernel
 def write_observation(s, node_obs, flag_obs, scalar_obs, step_obs):
