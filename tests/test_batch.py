@@ -13,7 +13,7 @@ import reference as ref
 from dime_gym import TASK_IDS
 from dime_gym.core.actions import ACTION_NVEC, UNPARSABLE
 from dime_gym.core.batch import BatchOutputs, advance_batch, first_invalid_action, step_batch
-from dime_gym.core.dynamics import N_CLASSES
+from dime_gym.core.latency import N_CLASSES
 from dime_gym.core.grading import episode_score
 from dime_gym.core.latency import QUANTILE_STEP_MS, mixture_quantile
 from dime_gym.core.observe import write_observation

@@ -23,7 +23,7 @@ from dime_gym.core.actions import (
     RESTART,
 )
 from dime_gym.core.dynamics import effective_route_weights, step_batch_serial
-from dime_gym.core.latency import mixture_quantile
+from dime_gym.core.latency import N_CLASSES, mixture_quantile
 from dime_gym.core.reward import REWARD_BOUNDS, REWARD_COMPONENTS, REWARD_MAX, REWARD_MIN, RESTARTING_CREDIT
 from dime_gym.core.state import (
     DB,
@@ -42,7 +42,6 @@ from dime_gym.scenarios import build_episode
 from dime_gym.scenarios.graders import grade
 
 U64 = st.integers(0, 2**64 - 1)
-N_CLASSES = N_NODES + 1  # the kernel's latency classes: one per node slot + the replica pool
 
 
 # --- rng -----------------------------------------------------------------------------------

@@ -31,7 +31,7 @@ from numba import prange
 
 from dime_gym.core._jit import borrowed, inlined_kernel, kernel, parallel_kernel, stack_zeros
 from dime_gym.core.actions import apply_action, begin_restart
-from dime_gym.core.latency import P99_QUANTILE, class_tail, db_io_wait, db_response_ms, mixture_quantile
+from dime_gym.core.latency import N_CLASSES, P99_QUANTILE, class_tail, db_io_wait, db_response_ms, mixture_quantile
 from dime_gym.core.nodes import is_serving
 from dime_gym.core.params import (
     AUTO_RESTART_BACKOFF_STEPS,
@@ -87,8 +87,7 @@ from dime_gym.core.state import (
 )
 from dime_gym.core.telemetry import update_dropout
 
-N_CLASSES = N_NODES + 1  # latency classes: one per node slot (workers) + the replica pool
-REPLICA_CLASS = N_NODES
+REPLICA_CLASS = N_NODES  # the replica pool's latency class, after one per node slot (``latency.N_CLASSES``)
 N_SCRATCH_ROWS = 6  # per-class arrays of one step: eff, gc_pressure, desired, share, wait_ms, mean_ms
 
 

@@ -49,7 +49,7 @@ def mixture_tail(x_ms, share, wait_ms, mean_ms, n):
     return total
 
 
-MAX_CLASSES = N_NODES + 1  # a mixture has at most one class per node slot plus the replica pool
+N_CLASSES = N_NODES + 1  # latency classes of a cluster: one per node slot (workers), then the replica pool
 P99_QUANTILE = 0.99  # the tail latency every observation reports (steps and resets alike)
 
 # The quantile is reported on a fixed grid of LATENCY_CAP_MS / 2**20 (~0.0095 ms): every grid
@@ -77,7 +77,8 @@ def _tail_and_slope(x_ms, share, wait_ms, mean_ms, n, rate):
 
 @inlined_kernel
 def mixture_quantile(q, share, wait_ms, mean_ms, n):
-    """The ``q`` quantile of the mixture on the ``QUANTILE_STEP_MS`` grid: the smallest grid
+    """The ``q`` quantile of the mixture of the first ``n`` classes (at most ``N_CLASSES``) on
+    the ``QUANTILE_STEP_MS`` grid: the smallest grid
     point ``x >= QUANTILE_STEP_MS`` with ``P(latency > x) <= 1 - q``, or ``LATENCY_CAP_MS``
     when even the cap's tail is above ``1 - q``.
 
@@ -93,7 +94,7 @@ def mixture_quantile(q, share, wait_ms, mean_ms, n):
     # at most the target (one log per call, none per class)
     log_inverse_target = math.log(1.0 / target)
     x0 = 0.0
-    rate = stack_zeros(1, MAX_CLASSES)[0]
+    rate = stack_zeros(1, N_CLASSES)[0]
     for k in range(n):
         if share[k] > 0.0:
             x0 = max(x0, wait_ms[k] + mean_ms[k] * log_inverse_target if mean_ms[k] > 0.0 else wait_ms[k])
