@@ -1,7 +1,7 @@
 """(b) Batched env-steps per second of DIME's native vector env vs CartPole's native vector env,
 both from ``gym.make_vec(..., vectorization_mode="vector_entry_point")`` at the same sizes,
 measured side by side in interleaved rounds (the ratio is the median of each round's own ratio:
-its windows ran within a second of each other, so the VM's slow drift cancels). DIME runs all
+a round's windows run close together in time, so most of the VM's slow drift cancels). DIME runs all
 14 tasks mixed, with random actions and its NEXT_STEP autoresets included (a window of
 ``--steps`` calls spans several episode ends); CartPole's episodes end and reset inside its
 window too.

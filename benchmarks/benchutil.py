@@ -88,9 +88,9 @@ def interleaved(variants: dict[str, Callable[[], float]], rounds: int) -> dict[s
 
 
 def paired_ratio(samples: dict[str, list[float]], name: str, baseline: str) -> tuple[float, float, float]:
-    """Median, first and third quartile of the per-round ratio ``name / baseline``: each round's
-    two runs were back to back, so a ratio within a round cancels the machine's slow drift
-    (which moves a single variant's median by up to ~2x on a shared VM)."""
+    """Median, first and third quartile of the per-round ratio ``name / baseline``: a round runs
+    every variant once, close together in time, so a ratio within a round cancels most of the
+    machine's slow drift (which moves a single variant's median by up to ~2x on a shared VM)."""
     ratios = sorted(a / b for a, b in zip(samples[name], samples[baseline]))
     q1, median, q3 = statistics.quantiles(ratios, n=4, method="inclusive") if len(ratios) > 1 else ratios * 3
     return median, q1, q3

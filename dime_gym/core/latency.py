@@ -78,9 +78,9 @@ def _tail_and_slope(x_ms, share, wait_ms, mean_ms, n, rate):
 @inlined_kernel
 def mixture_quantile(q, share, wait_ms, mean_ms, n):
     """The ``q`` quantile of the mixture of the first ``n`` classes (at most ``N_CLASSES``) on
-    the ``QUANTILE_STEP_MS`` grid: the smallest grid
-    point ``x >= QUANTILE_STEP_MS`` with ``P(latency > x) <= 1 - q``, or ``LATENCY_CAP_MS``
-    when even the cap's tail is above ``1 - q``.
+    the ``QUANTILE_STEP_MS`` grid: the smallest grid point ``x >= QUANTILE_STEP_MS`` with
+    ``P(latency > x) <= 1 - q``, or ``LATENCY_CAP_MS`` when even the cap's tail is above
+    ``1 - q``.
 
     This is exactly what bisecting ``[0, LATENCY_CAP_MS]`` down to 0.01 ms returns (20 halvings
     land on this grid), because the tail is monotone. The search keeps a bracket
