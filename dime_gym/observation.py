@@ -8,8 +8,9 @@ Telemetry dropout shows as ``DROPPED_VALUE`` (-1) in ``cpu_loads``, ``mem_utiliz
 Observations are views of the buffers the ``write_observation`` kernel fills in one compiled
 call: for one cluster the buffers are (3, 8), (2, 8), (8, 1) and (1,) and the values come out
 as (8,) and (1,) arrays (the single env takes them from ``ObservationSlots``: one ``SLOT_DTYPE``
-record holds the four buffers, records for many steps allocated at once); for a batch of N they carry an extra N axis and the values come out
-as (N, 8) and (N, 1) arrays, each C-contiguous. No buffer is written twice, so no two
+record holds the four buffers, records for many steps allocated at once); for a batch of N
+they carry an extra N axis and the values come out as (N, 8) and (N, 1) arrays, each
+C-contiguous. No buffer is written twice, so no two
 observations share memory.
 """
 

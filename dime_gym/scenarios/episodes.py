@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 
+import numba
 import numpy as np
 from numba import prange
 
@@ -142,35 +143,35 @@ def start_episode(b, code, episode_seed, params, states, start_states, facts, st
 
 
 @kernel
-def _restart_row(b, codes, streams, params, states, start_states, facts, step_limit, max_episode_steps, tables,
-                 trace_load):
-    start_episode(b, codes[b], next_draw(streams, b), params, states, start_states, facts, step_limit,
-                  max_episode_steps, tables, trace_load)
-
-
-@kernel
-def _restart_serial(restarting, codes, streams, params, states, start_states, facts, step_limit, max_episode_steps,
-                    tables, trace_load):
-    for b in range(restarting.shape[0]):
+def _restart_rows(first, stop, restarting, codes, streams, params, states, start_states, facts, step_limit,
+                  max_episode_steps, tables, trace_load):
+    """Start a new episode in each row from ``first`` to ``stop - 1`` where ``restarting``: the
+    whole batch (serial) or one thread's chunk of it (``_restart_parallel``)."""
+    for b in range(first, stop):
         if restarting[b]:
-            _restart_row(b, codes, streams, params, states, start_states, facts, step_limit, max_episode_steps,
-                         tables, trace_load)
+            start_episode(b, codes[b], next_draw(streams, b), params, states, start_states, facts, step_limit,
+                          max_episode_steps, tables, trace_load)
 
 
 @parallel_kernel
-def _restart_parallel(restarting, codes, streams, params, states, start_states, facts, step_limit, max_episode_steps,
-                      tables, trace_load):
-    for b in prange(restarting.shape[0]):
-        if restarting[b]:
-            _restart_row(b, codes, streams, params, states, start_states, facts, step_limit, max_episode_steps,
-                         tables, trace_load)
+def _restart_parallel(chunks, restarting, codes, streams, params, states, start_states, facts, step_limit,
+                      max_episode_steps, tables, trace_load):
+    """``_restart_rows`` over the batch split into ``chunks`` chunks (one per thread; the
+    ``prange`` body stays a call, as in ``core.batch._advance_parallel``)."""
+    n = restarting.shape[0]
+    for c in prange(chunks):
+        _restart_rows(c * n // chunks, (c + 1) * n // chunks, restarting, codes, streams, params, states, start_states,
+                      facts, step_limit, max_episode_steps, tables, trace_load)
 
 
 def restart_rows(restarting, codes, streams, params, states, start_states, facts, step_limit, max_episode_steps: int,
                  tables: EpisodeTables, trace_load, parallel: bool) -> None:
     """Start a new episode in every row where ``restarting`` (N,) is True: task ``codes[b]``,
     episode seed the next draw of ``streams[b]`` (advanced), in one compiled call."""
-    run = _restart_parallel if parallel else _restart_serial
-    run(restarting, codes, streams, params, states, start_states, facts, step_limit, max_episode_steps,
-        tables.as_tuple(), trace_load)
+    args = (restarting, codes, streams, params, states, start_states, facts, step_limit, max_episode_steps,
+            tables.as_tuple(), trace_load)
+    if parallel:
+        _restart_parallel(numba.get_num_threads(), *args)
+    else:
+        _restart_rows(0, restarting.shape[0], *args)
 
