@@ -102,6 +102,7 @@ class Engine:
         self.trace_path = trace_path
         self._slots: ObservationSlots | None = None  # single-cluster observations (step_one)
         self._record_bytes: tuple[np.ndarray, np.ndarray] | None = None  # params, states as uint8 (step_one)
+        self._task_ids: np.ndarray | None = None  # task_ids, until task_codes change
 
     def __getstate__(self) -> dict:
         state = self.__dict__.copy()
@@ -116,8 +117,12 @@ class Engine:
 
     @property
     def task_ids(self) -> np.ndarray:
-        """(N,) object array of each row's task id."""
-        return _TASK_ID_BY_CODE[self.task_codes]
+        """(N,) read-only object array of each row's task id (one array while the tasks stay the
+        same: the vector env hands it out in every step's infos)."""
+        if self._task_ids is None:
+            self._task_ids = _TASK_ID_BY_CODE[self.task_codes]
+            self._task_ids.flags.writeable = False
+        return self._task_ids
 
     @staticmethod
     def codes_of(task_ids) -> np.ndarray:
@@ -158,6 +163,7 @@ class Engine:
         ``load`` is the trace task's load (``trace()``), when the caller fetched it already."""
         if codes is not None:
             self.task_codes[mask] = codes[mask]
+            self._task_ids = None
         restart_rows(mask, self.task_codes, self.reset_streams, self.params, self.states, self.start_states,
                      self.facts, self.step_limit, self.max_episode_steps, TABLES,
                      self.trace() if load is None else load, parallel)
@@ -196,6 +202,7 @@ class Engine:
         self.facts[rows] = facts_row
         self.step_limit[rows] = self.step_limit_for(contents.params)
         self.task_codes[rows] = TASK_CODES[task.id]
+        self._task_ids = None
         self.started[rows] = True
 
     def snapshot(self, row: int) -> bytes:

@@ -321,6 +321,7 @@ class DimeVectorEnv(VectorEnv):
         return bool(self.parallel) if self._chooser is None else self._chooser.faster()
 
     def _infos(self, out: BatchOutputs, mask: np.ndarray) -> dict:
+        """The step's infos (``task`` is the engine's read-only array, the same while tasks stay)."""
         return {
             "reward_components": dict(zip(REWARD_COMPONENTS, out.reward_components)),
             "_reward_components": mask.copy(),

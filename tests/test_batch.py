@@ -13,9 +13,8 @@ import reference as ref
 from dime_gym import TASK_IDS
 from dime_gym.core.actions import ACTION_NVEC, UNPARSABLE
 from dime_gym.core.batch import BatchOutputs, advance_batch, first_invalid_action, step_batch
-from dime_gym.core.latency import N_CLASSES
 from dime_gym.core.grading import episode_score
-from dime_gym.core.latency import QUANTILE_STEP_MS, mixture_quantile
+from dime_gym.core.latency import N_CLASSES, PROOF_MARGIN_ABSOLUTE, QUANTILE_STEP_MS, _tail_and_slopes, mixture_quantile, mixture_tail
 from dime_gym.core.observe import write_observation
 from dime_gym.core.params import default_params, validate_params
 from dime_gym.core.state import LATENCY_CAP_MS, empty_batch
@@ -173,6 +172,46 @@ def test_latency__fast_quantile_equals_bisection_on_many_random_mixtures():
         mean[:k] = rng.uniform(2.0, 100.0, k) * (rng.random(k) < 0.9)
         got = mixture_quantile(0.99, share, wait, mean, N_CLASSES)
         assert got == ref.mixture_quantile_by_bisection(0.99, share.tolist(), wait.tolist(), mean.tolist(), LATENCY_CAP_MS)
+
+
+def _grid_index_near_quantile(share, wait, mean, q0, offset):
+    """A grid index ``offset`` points from the mixture's ``q0`` quantile (within the grid)."""
+    answer = mixture_quantile(q0, share, wait, mean, N_CLASSES)
+    return min(1 << 20, max(2, round(answer / QUANTILE_STEP_MS) + offset))
+
+
+@given(mix=mixtures(), q0=st.sampled_from([0.5, 0.9, 0.99, 0.999]), offset=st.integers(-3, 3),
+       nudge=st.sampled_from([-2, -1, 0, 1, 2]))
+def test_latency__fast_quantile_equals_bisection_when_the_target_sits_on_a_grid_points_tail(mix, q0, offset, nudge):
+    """The hardest case for the neighbour bounds: 1 - q is (within a few ulps of) the tail at a
+    grid point near the quantile, so the answer hangs on comparisons the bounds must not settle
+    wrongly."""
+    share, wait, mean = mix
+    index = _grid_index_near_quantile(share, wait, mean, q0, offset)
+    target = mixture_tail(index * QUANTILE_STEP_MS, share, wait, mean, N_CLASSES)
+    for _ in range(abs(nudge)):
+        target = np.nextafter(target, 1.0 if nudge > 0 else 0.0)
+    if not 0.0 < target < 1.0:
+        return
+    q = 1.0 - target
+    got = mixture_quantile(q, share, wait, mean, N_CLASSES)
+    assert got == ref.mixture_quantile_by_bisection(q, share.tolist(), wait.tolist(), mean.tolist(), LATENCY_CAP_MS)
+
+
+@given(mix=mixtures(), q0=st.sampled_from([0.5, 0.9, 0.99, 0.999]), offset=st.integers(-50, 50))
+def test_latency__tail_bounds_hold_at_the_neighbouring_grid_points(mix, q0, offset):
+    """``_tail_and_slopes``' bounds: P(> x - d) >= tail + d * inner_slope and
+    P(> x + d) <= tail - d * slope + d^2 * curvature / 2, up to rounding (far below the margin)."""
+    share, wait, mean = mix
+    index = min((1 << 20) - 1, _grid_index_near_quantile(share, wait, mean, q0, offset))
+    rate = np.where(mean > 0.0, 1.0 / np.where(mean > 0.0, mean, 1.0), 0.0)
+    d = QUANTILE_STEP_MS
+    x = index * d
+    tail, slope, inner_slope, curvature = _tail_and_slopes(x, share, wait, mean, N_CLASSES, rate)
+    assert tail == mixture_tail(x, share, wait, mean, N_CLASSES)
+    rounding = 1e-14 * max(tail, 1e-300) + PROOF_MARGIN_ABSOLUTE / 10
+    assert mixture_tail(x - d, share, wait, mean, N_CLASSES) >= tail + d * inner_slope - rounding
+    assert mixture_tail(x + d, share, wait, mean, N_CLASSES) <= tail - d * slope + d * d * curvature / 2 + rounding
 
 
 # --- validation -----------------------------------------------------------------------------------------

@@ -59,20 +59,43 @@ QUANTILE_STEP_MS = LATENCY_CAP_MS / QUANTILE_GRID_POINTS
 NEWTON_PROPOSALS = 6  # then plain bisection, so the search stays O(log) on any input
 
 
+# A tail bound decides a comparison with the target only when it clears the target by this much
+# (relative, plus an absolute floor): far more than the few units in the last place by which the
+# summed tail, its terms' exp and its bound can round apart.
+PROOF_MARGIN_RELATIVE = 1e-12
+PROOF_MARGIN_ABSOLUTE = 1e-15
+
+
 @inlined_kernel
-def _tail_and_slope(x_ms, share, wait_ms, mean_ms, n, rate):
-    """``(P(latency > x), -dP/dx)`` of the mixture; the tail is summed exactly as
-    ``mixture_tail`` sums it, so comparisons with it decide the same way. The slope only
-    steers the search, so it uses each class's ``rate`` (1 / mean, 0 for a point mass)."""
+def _tail_and_slopes(x_ms, share, wait_ms, mean_ms, n, rate):
+    """``(tail, slope, inner_slope, curvature)`` of the mixture at the grid point ``x_ms``.
+
+    ``tail`` is ``P(latency > x)`` summed exactly as ``mixture_tail`` sums it, so comparisons
+    with it decide the same way. Over the classes in their exponential part at ``x`` (``x >=
+    wait``), with ``c`` a class's term and ``r`` its ``rate`` (1 / mean, 0 for a point mass):
+    ``slope = sum c r`` (-dP/dx, which steers the search), ``curvature = sum c r^2``, and
+    ``inner_slope`` the part of ``slope`` from classes still exponential one grid step lower.
+    With ``d = QUANTILE_STEP_MS``, since ``1 + a <= exp(a)`` and ``exp(-a) <= 1 - a + a^2 / 2``
+    for ``a >= 0``, they bound the neighbouring grid points' tails:
+    ``P(> x - d) >= tail + d * inner_slope`` and ``P(> x + d) <= tail - d * slope + d^2 *
+    curvature / 2`` (a class not yet exponential at ``x`` counts fully at ``x`` and at most that
+    at ``x + d``; one that stops being exponential below ``x`` counts fully there)."""
     tail = 0.0
     slope = 0.0
+    inner_slope = 0.0
+    curvature = 0.0
+    below_ms = x_ms - QUANTILE_STEP_MS  # exact: both are grid points
     for k in range(n):
         if share[k] > 0.0:
             c = share[k] * class_tail(x_ms, wait_ms[k], mean_ms[k])
             tail += c
             if x_ms >= wait_ms[k]:
-                slope += c * rate[k]
-    return tail, slope
+                steepness = c * rate[k]
+                slope += steepness
+                curvature += steepness * rate[k]
+                if below_ms >= wait_ms[k]:
+                    inner_slope += steepness
+    return tail, slope, inner_slope, curvature
 
 
 @inlined_kernel
@@ -86,7 +109,10 @@ def mixture_quantile(q, share, wait_ms, mean_ms, n):
     land on this grid), because the tail is monotone. The search keeps a bracket
     ``(lo, hi]`` of grid indices (tail above the target at ``lo``, not at ``hi``) and proposes
     the next point by Newton's method on the log tail (nearly linear for a mixture of
-    exponentials), starting from an upper bound: about 3.5 tail evaluations instead of 21.
+    exponentials), starting from an upper bound. Once a point is evaluated, the bounds of
+    ``_tail_and_slopes`` on its neighbours' tails settle the answer without evaluating them
+    whenever they clear the target by ``PROOF_MARGIN_*`` (so the result is the same grid point
+    as evaluating them would give): about 2.5 tail evaluations instead of 21.
     """
     target = 1.0 - q
     top = QUANTILE_GRID_POINTS
@@ -105,20 +131,26 @@ def mixture_quantile(q, share, wait_ms, mean_ms, n):
     hi = top + 1  # not yet known
     gallop = 1
     proposals = 0
+    margin = PROOF_MARGIN_RELATIVE * target + PROOF_MARGIN_ABSOLUTE
+    step = QUANTILE_STEP_MS
     while True:
-        tail, slope = _tail_and_slope(j * QUANTILE_STEP_MS, share, wait_ms, mean_ms, n, rate)
+        tail, slope, inner_slope, curvature = _tail_and_slopes(j * step, share, wait_ms, mean_ms, n, rate)
         if tail > target:
             lo = j
             if lo == top:
                 return LATENCY_CAP_MS
+            if hi > j + 1 and tail - step * slope + step * step * curvature / 2 < target - margin:
+                hi = j + 1  # the next point's tail is provably at or below the target
         else:
             hi = j
+            if lo < j - 1 and tail + step * inner_slope > target + margin:
+                lo = j - 1  # the previous point's tail is provably above the target
         if hi - lo <= 1:
-            return hi * QUANTILE_STEP_MS
+            return hi * step
         nxt = -1
         if proposals < NEWTON_PROPOSALS and tail > 0.0 and slope > 0.0:
             proposals += 1
-            g = (j * QUANTILE_STEP_MS + math.log(tail / target) * tail / slope) / QUANTILE_STEP_MS
+            g = (j * step + math.log(tail / target) * tail / slope) / step
             if g <= lo:
                 nxt = lo + 1
             elif g >= hi - 1:

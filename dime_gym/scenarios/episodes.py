@@ -23,7 +23,7 @@ import numba
 import numpy as np
 from numba import prange
 
-from dime_gym.core._jit import kernel, parallel_kernel
+from dime_gym.core._jit import kernel, parallel_kernel, stack_zeros
 from dime_gym.core.latency import P99_QUANTILE, db_io_wait, db_response_ms, mixture_quantile
 from dime_gym.core.params import (
     CPU_BACKGROUND,
@@ -97,9 +97,8 @@ def settle_observables(p, s):
     weight_sum = 0.0
     for i in range(FIRST_WORKER, N_NODES):
         weight_sum += s.route_weight[i]
-    share = np.zeros(N_NODES)
-    wait_ms = np.zeros(N_NODES)
-    mean_ms = np.zeros(N_NODES)
+    scratch = stack_zeros(3, N_NODES)  # no heap allocation per episode start
+    share, wait_ms, mean_ms = scratch[0], scratch[1], scratch[2]
     db_util = min(1.0, offered / p.db_capacity_rps)  # (no split brain before the first step)
     s.cpu[DB] = CPU_BACKGROUND + (1 - CPU_BACKGROUND) * db_util
     s.db_util = db_util
