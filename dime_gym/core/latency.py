@@ -112,7 +112,8 @@ def mixture_quantile(q, share, wait_ms, mean_ms, n):
     exponentials), starting from an upper bound. Once a point is evaluated, the bounds of
     ``_tail_and_slopes`` on its neighbours' tails settle the answer without evaluating them
     whenever they clear the target by ``PROOF_MARGIN_*`` (so the result is the same grid point
-    as evaluating them would give): about 2.5 tail evaluations instead of 21.
+    as evaluating them would give): about 1.9 tail evaluations per quantile over the 14 tasks
+    (2.8 without the bounds), instead of 21.
     """
     target = 1.0 - q
     top = QUANTILE_GRID_POINTS
