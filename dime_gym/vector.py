@@ -63,7 +63,8 @@ class DimeVectorEnv(VectorEnv):
     (or ``max_episode_steps``). ``infos`` holds arrays over sub-envs, each with Gymnasium's
     ``_key`` mask: ``reward_components`` (a dict of seven float64 arrays), ``score`` (grader
     score so far), ``action_errors`` (int64 ``ERR_*`` bitmask; ``dime_gym.core.actions.
-    describe_errors`` turns one into messages) and ``task``. There is no triage oracle in
+    describe_errors`` turns one into messages) and ``task`` (a read-only array, the same object
+    until some sub-env's task changes). There is no triage oracle in
     vector infos (it is per-observation Python; call ``dime_gym.oracle.triage`` when needed).
 
     ## Autoreset

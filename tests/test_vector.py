@@ -325,9 +325,12 @@ def test_reset__task_option_lasts_one_episode_like_dime_env():
     assert envs.tasks == ("zombie_node",)
     truncated = np.zeros(1, dtype=bool)
     while not truncated[0]:
-        _, _, _, truncated, _ = envs.step(np.zeros((1, 4), dtype=np.int64))
-    envs.step(np.zeros((1, 4), dtype=np.int64))  # NEXT_STEP autoreset
-    assert envs.tasks == ("traffic_spike",)
+        _, _, _, truncated, infos = envs.step(np.zeros((1, 4), dtype=np.int64))
+        assert infos["task"].tolist() == ["zombie_node"]
+    _, _, _, _, infos = envs.step(np.zeros((1, 4), dtype=np.int64))  # NEXT_STEP autoreset
+    assert envs.tasks == ("traffic_spike",) and infos["task"].tolist() == ["traffic_spike"]
+    with pytest.raises(ValueError, match="read-only"):  # shared between steps: not writeable
+        infos["task"][0] = "node_failure"
 
 
 def test_restore__bad_indices_change_nothing():
