@@ -19,11 +19,9 @@ def update_dropout(p, s):
     """Advance every node's dropout state by one step (in place)."""
     for i in range(N_NODES):
         u = next_uniform(s.rng, STREAM_TELEMETRY)
-        if s.visible_left[i] > 0:
-            s.visible_left[i] -= 1
-            s.dropped[i] = 0
-        elif s.dropped[i] == 1:
-            if u < p.dropout_recover_prob:
-                s.dropped[i] = 0
-        elif u < p.dropout_prob:
-            s.dropped[i] = 1
+        # selects, not branches: u is random, so a branch on it would be mispredicted often
+        forced_visible = s.visible_left[i] > 0  # a query_logs keeps it visible a few steps
+        was_dropped = s.dropped[i] == 1
+        switches = u < (p.dropout_recover_prob if was_dropped else p.dropout_prob)
+        s.visible_left[i] -= 1 if forced_visible else 0
+        s.dropped[i] = 0 if forced_visible else int(was_dropped != switches)
