@@ -20,7 +20,7 @@ from dime_gym.core.state import MAX_EPISODE_STEPS, STATE_DTYPE, empty_batch, set
 from dime_gym.observation import ObservationSlots, observation_from_buffers
 from dime_gym.render import render_ansi, render_rgb
 from dime_gym.scenarios import TABLES, TASK_CODES, TASKS_BY_CODE, Episode, facts_dict, get_task, trace_load
-from dime_gym.scenarios.episodes import next_draw, reset_stream_from_seed, restart_rows
+from dime_gym.scenarios.episodes import next_draw, reset_stream_from_seed, restart_rows, start_or_advance_rows
 from dime_gym.scenarios.faults import MAX_FACTS
 from dime_gym.snapshot import SnapshotContents, encode_snapshot
 
@@ -215,6 +215,20 @@ class Engine:
         range-checked) and observe every row, in one compiled call."""
         out = BatchOutputs.allocate(self.n)
         advance_batch(self.params, self.states, actions, stepping, self.step_limit, out, parallel)
+        return out
+
+    def restart_or_step(self, actions: np.ndarray, restarting: np.ndarray, codes: np.ndarray,
+                        parallel: bool) -> BatchOutputs:
+        """Start a new episode (task ``codes[b]``, seed the row's next reset-stream draw) in the
+        rows where ``restarting`` (rows already started), step every other row with its
+        ``actions`` row ((N, 4) int64, range-checked), observe all: one compiled call, so an
+        autoreset costs no call of its own (``scenarios.episodes.start_or_advance_rows``)."""
+        out = BatchOutputs.allocate(self.n)
+        retasked = start_or_advance_rows(restarting, codes, self.task_codes, self.reset_streams, self.start_states,
+                                         self.facts, self.max_episode_steps, TABLES, self.trace(), self.params,
+                                         self.states, actions, self.step_limit, out, parallel)
+        if retasked:
+            self._task_ids = None
         return out
 
     def observe(self, parallel: bool | None = None) -> BatchOutputs:

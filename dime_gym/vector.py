@@ -78,7 +78,8 @@ class DimeVectorEnv(VectorEnv):
     ``reset(seed=s)`` seeds sub-env ``i``'s reset stream with ``s + i`` (a list gives one seed
     each), like ``SyncVectorEnv``; every later episode of the sub-env, autoresets included,
     takes its seed from that stream, exactly as ``DimeEnv`` does. Episodes start inside the
-    compiled call (``scenarios.episodes``): an autoreset costs no Python per sub-env.
+    compiled call (``scenarios.episodes``); an autoreset happens inside the ``step`` call's kernel,
+    row by row with the steps of the other sub-envs (no call and no Python of its own).
     ``options={"reset_mask": bool array}`` resets only those sub-envs; ``options={"task": ...}``
     (one id or one per sub-env) switches tasks for the sub-envs being reset.
 
@@ -200,26 +201,21 @@ class DimeVectorEnv(VectorEnv):
             raise RuntimeError("call reset() before step()")
         n = self.num_envs
         a = validate_action_batch(actions, n)
-        if self.autoreset_mode == AutoresetMode.NEXT_STEP:
-            resetting = self._pending_reset
-            if resetting.any():
-                self._engine.restart(resetting, self._default_codes, self._use_all_cores())
-            stepping = ~resetting
+        next_step = self.autoreset_mode == AutoresetMode.NEXT_STEP
+        if not next_step and self._ended.any():
+            ended = np.flatnonzero(self._ended)
+            raise RuntimeError(f"sub-envs {ended[:10].tolist()}{' ...' if len(ended) > 10 else ''} have ended; "
+                               "reset them first with reset(options={'reset_mask': mask})")
+        parallel = self.parallel if self._chooser is None else self._chooser.choose()
+        start = time.perf_counter()
+        if next_step:  # sub-envs truncated last step start their next episode inside the same call
+            out = self._engine.restart_or_step(a, self._pending_reset, self._default_codes, bool(parallel))
         else:
-            if self._ended.any():
-                ended = np.flatnonzero(self._ended)
-                raise RuntimeError(f"sub-envs {ended[:10].tolist()}{' ...' if len(ended) > 10 else ''} have ended; "
-                                   "reset them first with reset(options={'reset_mask': mask})")
-            stepping = self._all_stepping
-        if self._chooser is None:
-            out = self._engine.step(a, stepping, self.parallel)
-        else:
-            parallel = self._chooser.choose()
-            start = time.perf_counter()
-            out = self._engine.step(a, stepping, parallel)
+            out = self._engine.step(a, self._all_stepping, parallel)
+        if self._chooser is not None:
             self._chooser.record(parallel, time.perf_counter() - start)
         truncations = out.truncated
-        if self.autoreset_mode == AutoresetMode.NEXT_STEP:
+        if next_step:
             self._pending_reset = truncations.copy()
         else:
             self._ended = truncations.copy()

@@ -119,9 +119,12 @@ def test_vector__parallel_and_serial_kernels_give_identical_runs():
     for parallel in (False, True):
         envs = DimeVectorEnv(num_envs=80, task=tasks, parallel=parallel)
         envs.reset(seed=9)
+        envs.reset(options={"task": ["healthy"] * 80, "reset_mask": np.arange(80) % 3 == 0})
+        assert envs.tasks == tuple("healthy" if i % 3 == 0 else t for i, t in enumerate(tasks))
         rng = np.random.default_rng(1)
-        for _ in range(50):
-            envs.step(_actions(rng, 80))
+        for _ in range(70):  # every episode ends and autoresets back to the constructor's task
+            _, _, _, _, infos = envs.step(_actions(rng, 80))
+        assert envs.tasks == tuple(tasks) and infos["task"].tolist() == tasks
         runs.append(envs.state_records.tobytes())
     assert runs[0] == runs[1]
 

@@ -156,12 +156,13 @@ class BatchOutputs:
 
 
 @inlined_kernel
-def _advance_cluster(b, params, states, actions, stepping, step_limit, node_obs, flag_obs, scalar_obs, step_obs,
-                     rewards, truncated, components, scores, errors):
-    """Step cluster ``b`` if ``stepping[b]``, then write its row of every output (inlined into
-    ``_advance_rows``' loop: a call with fourteen array arguments per cluster cost ~10 %)."""
+def advance_row(b, stepping_row, params, states, actions, step_limit, node_obs, flag_obs, scalar_obs, step_obs,
+                rewards, truncated, components, scores, errors):
+    """Step cluster ``b`` if ``stepping_row``, then write its row of every output (inlined into
+    the batch loops, ``_advance_rows`` and ``scenarios.episodes``' start-or-advance loop: a call
+    with fourteen array arguments per cluster cost ~10 %)."""
     s = states[b]
-    if stepping[b]:
+    if stepping_row:
         step_cluster(params[b], s, actions[b])
         rewards[b] = s.reward
         truncated[b] = s.step >= step_limit[b]
@@ -176,9 +177,9 @@ def _advance_cluster(b, params, states, actions, stepping, step_limit, node_obs,
 
 
 @inlined_kernel
-def _borrowed_all(params, states, actions, stepping, step_limit, node_obs, flag_obs, scalar_obs, step_obs, rewards,
+def borrowed_all(params, states, actions, stepping, step_limit, node_obs, flag_obs, scalar_obs, step_obs, rewards,
                   truncated, components, scores, errors):
-    """Every argument of the batch loop as a ``borrowed`` array, so that the per-cluster views
+    """Every array of the batch loop as a ``borrowed`` array, so that the per-cluster views
     of them cost no reference counting (14 atomic pairs per cluster otherwise, that all
     threads of a parallel call contend for)."""
     return (borrowed(params), borrowed(states), borrowed(actions), borrowed(stepping), borrowed(step_limit),
@@ -192,11 +193,11 @@ def _advance_rows(first, stop, params, states, actions, stepping, step_limit, no
     """Advance clusters ``first`` to ``stop - 1`` in order: the whole batch (serial) or one
     thread's chunk of it (``_advance_parallel``)."""
     params, states, actions, stepping, step_limit, node_obs, flag_obs, scalar_obs, step_obs, rewards, truncated, \
-        components, scores, errors = _borrowed_all(params, states, actions, stepping, step_limit, node_obs, flag_obs,
+        components, scores, errors = borrowed_all(params, states, actions, stepping, step_limit, node_obs, flag_obs,
                                                    scalar_obs, step_obs, rewards, truncated, components, scores, errors)
     for b in range(first, stop):
-        _advance_cluster(b, params, states, actions, stepping, step_limit, node_obs, flag_obs, scalar_obs, step_obs,
-                         rewards, truncated, components, scores, errors)
+        advance_row(b, stepping[b], params, states, actions, step_limit, node_obs, flag_obs, scalar_obs, step_obs,
+                    rewards, truncated, components, scores, errors)
 
 
 @parallel_kernel

@@ -23,7 +23,8 @@ import numba
 import numpy as np
 from numba import prange
 
-from dime_gym.core._jit import kernel, parallel_kernel, stack_zeros
+from dime_gym.core._jit import borrowed, kernel, parallel_kernel, stack_zeros
+from dime_gym.core.batch import BatchOutputs, advance_row, borrowed_all
 from dime_gym.core.latency import P99_QUANTILE, db_io_wait, db_response_ms, mixture_quantile
 from dime_gym.core.params import (
     CPU_BACKGROUND,
@@ -174,3 +175,62 @@ def restart_rows(restarting, codes, streams, params, states, start_states, facts
     else:
         _restart_rows(0, restarting.shape[0], *args)
 
+
+
+# --- episode starts inside the batched step (autoresets) -----------------------------------------
+@kernel
+def _start_or_advance_rows(first, stop, restarting, codes, task_codes, streams, start_states, facts, max_episode_steps,
+                           tables, trace_load, params, states, actions, step_limit, node_obs, flag_obs, scalar_obs,
+                           step_obs, rewards, truncated, components, scores, errors):
+    """Rows ``first`` to ``stop - 1``: where ``restarting``, a new episode of task ``codes[b]``
+    (as ``_restart_rows`` starts it, then observed, not stepped); elsewhere one step with
+    ``actions[b]``; then every row's outputs (``core.batch.advance_row``). Returns how many of
+    the restarted rows changed task (``task_codes`` is updated)."""
+    params, states, actions, restarting, step_limit, node_obs, flag_obs, scalar_obs, step_obs, rewards, truncated, \
+        components, scores, errors = borrowed_all(params, states, actions, restarting, step_limit, node_obs, flag_obs,
+                                                  scalar_obs, step_obs, rewards, truncated, components, scores, errors)
+    codes, task_codes, streams, start_states, facts = (borrowed(codes), borrowed(task_codes), borrowed(streams),
+                                                       borrowed(start_states), borrowed(facts))
+    retasked = 0
+    for b in range(first, stop):
+        restart = restarting[b]
+        if restart:
+            if task_codes[b] != codes[b]:
+                task_codes[b] = codes[b]
+                retasked += 1
+            start_episode(b, codes[b], next_draw(streams, b), params, states, start_states, facts, step_limit,
+                          max_episode_steps, tables, trace_load)
+        advance_row(b, not restart, params, states, actions, step_limit, node_obs, flag_obs, scalar_obs, step_obs,
+                    rewards, truncated, components, scores, errors)
+    return retasked
+
+
+@parallel_kernel
+def _start_or_advance_parallel(chunks, restarting, codes, task_codes, streams, start_states, facts, max_episode_steps,
+                               tables, trace_load, params, states, actions, step_limit, node_obs, flag_obs, scalar_obs,
+                               step_obs, rewards, truncated, components, scores, errors):
+    """``_start_or_advance_rows`` over the batch split into ``chunks`` chunks (one per thread)."""
+    n = restarting.shape[0]
+    retasked = 0
+    for c in prange(chunks):
+        retasked += _start_or_advance_rows(c * n // chunks, (c + 1) * n // chunks, restarting, codes, task_codes,
+                                           streams, start_states, facts, max_episode_steps, tables, trace_load, params,
+                                           states, actions, step_limit, node_obs, flag_obs, scalar_obs, step_obs,
+                                           rewards, truncated, components, scores, errors)
+    return retasked
+
+
+def start_or_advance_rows(restarting, codes, task_codes, streams, start_states, facts, max_episode_steps: int,
+                          tables: EpisodeTables, trace_load, params, states, actions, step_limit, out: BatchOutputs,
+                          parallel: bool) -> int:
+    """In one compiled call: a new episode in every row where ``restarting`` (N,) is True (task
+    ``codes[b]``, seed the next draw of ``streams[b]``, as ``restart_rows``), one step of every
+    other row with its ``actions`` row, and every row's outputs into ``out`` (as
+    ``core.batch.advance_batch``: a restarted row reports reward 0, not truncated, its first
+    observation). Returns how many restarted rows changed task (``task_codes`` is updated)."""
+    args = (restarting, codes, task_codes, streams, start_states, facts, max_episode_steps, tables.as_tuple(),
+            trace_load, params, states, actions, step_limit, out.node_obs, out.flag_obs, out.scalar_obs, out.step_obs,
+            out.rewards, out.truncated, out.reward_components, out.scores, out.action_errors)
+    if parallel:
+        return _start_or_advance_parallel(numba.get_num_threads(), *args)
+    return _start_or_advance_rows(0, restarting.shape[0], *args)
