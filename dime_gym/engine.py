@@ -31,8 +31,7 @@ _TASK_ID_BY_CODE = np.array([TASKS_BY_CODE[code].id for code in range(len(TASKS_
 class KernelChooser:
     """Picks the serial or the ``prange`` kernel for each batched step by timing both on the
     caller's own calls: the faster by recent mean time per call, with the other path tried
-    once every ``probe_every`` calls so that a change of load is noticed (a probe costs one slow
-    call: at 512 calls, ~0.2 % of the time at 1,024 envs, against ~0.8 % at 128; a probe's time
+    once every ``probe_every`` calls so that a change of load is noticed (a probe's time
     replaces that path's stale mean; a lucky probe costs a few calls until the means cross back).
 
     Both kernels give the same bits (each cluster's randomness is in its own record), so the
@@ -41,7 +40,7 @@ class KernelChooser:
     waits at OpenMP's barrier for the descheduled thread.
     """
 
-    def __init__(self, probe_every: int = 512, decay: float = 0.75, warmup: int = 2):
+    def __init__(self, probe_every: int = 128, decay: float = 0.75, warmup: int = 2):
         self.probe_every = probe_every
         self.decay = decay  # weight of the old mean in each update
         self.warmup = warmup  # first calls of a path not counted (compiling, loading the cache)
