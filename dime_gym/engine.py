@@ -12,6 +12,8 @@ rows are seeded and when they restart.
 
 from __future__ import annotations
 
+import collections
+
 import numpy as np
 
 from dime_gym.core.batch import BatchOutputs, advance_batch, observe_single, step_single
@@ -30,22 +32,24 @@ _TASK_ID_BY_CODE = np.array([TASKS_BY_CODE[code].id for code in range(len(TASKS_
 
 class KernelChooser:
     """Picks the serial or the ``prange`` kernel for each batched step by timing both on the
-    caller's own calls: the faster by recent mean time per call, with the other path tried
-    once every ``probe_every`` calls so that a change of load is noticed (a probe's time
-    replaces that path's stale mean; a lucky probe costs a few calls until the means cross back).
+    caller's own calls: the faster by the median of each path's last ``window`` call times, with
+    the other path tried once every ``probe_every`` calls so that a change of load is noticed
+    (a probe's time replaces that path's stale window).
 
     Both kernels give the same bits (each cluster's randomness is in its own record), so the
     choice changes only speed. It matters: two threads are ~1.5-1.9x faster than one on an
     idle 2-core machine, but ~5x slower when another process holds a core, because every call
-    waits at OpenMP's barrier for the descheduled thread.
+    waits at OpenMP's barrier for the descheduled thread. A median, not a mean, so that one
+    call the VM happened to stall does not hand the batch to the slower kernel until the next
+    probe; a lasting change of load flips the choice within ``window // 2 + 1`` calls.
     """
 
-    def __init__(self, probe_every: int = 128, decay: float = 0.75, warmup: int = 2):
+    def __init__(self, probe_every: int = 128, window: int = 3, warmup: int = 2):
         self.probe_every = probe_every
-        self.decay = decay  # weight of the old mean in each update
         self.warmup = warmup  # first calls of a path not counted (compiling, loading the cache)
         self.calls = {False: 0, True: 0}
-        self.mean_seconds = {False: float("nan"), True: float("nan")}
+        self.recent_seconds = {False: collections.deque(maxlen=window), True: collections.deque(maxlen=window)}
+        self.typical_seconds = {False: float("nan"), True: float("nan")}  # each path's median recent time
         self._count = 0
 
     def choose(self) -> bool:
@@ -59,17 +63,18 @@ class KernelChooser:
 
     def faster(self) -> bool:
         """Whether the ``prange`` kernel is the faster so far (False until both are timed)."""
-        return bool(self.mean_seconds[True] < self.mean_seconds[False])
+        return bool(self.typical_seconds[True] < self.typical_seconds[False])
 
     def record(self, parallel: bool, seconds: float) -> None:
         """Report how long a call of the chosen kernel took."""
         self.calls[parallel] += 1
         if self.calls[parallel] <= self.warmup:
             return
-        old = self.mean_seconds[parallel]
-        probe = self.mean_seconds[not parallel] == self.mean_seconds[not parallel] and parallel != self.faster()
-        # a probe's path was last timed long ago: its new time replaces the stale mean
-        self.mean_seconds[parallel] = seconds if old != old or probe else self.decay * old + (1 - self.decay) * seconds
+        recent = self.recent_seconds[parallel]
+        if recent and self.recent_seconds[not parallel] and parallel != self.faster():
+            recent.clear()  # a probe: this path was last timed long ago, its old times are stale
+        recent.append(seconds)
+        self.typical_seconds[parallel] = sorted(recent)[len(recent) // 2]
 
 
 class Engine:

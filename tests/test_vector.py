@@ -382,6 +382,25 @@ def test_kernel_chooser__times_both_paths_then_runs_the_faster_and_probes_the_ot
     assert chooser.faster() and chooser.choose()
 
 
+def test_kernel_chooser__one_stalled_call_does_not_flip_the_choice_but_a_lasting_slowdown_does():
+    from dime_gym.engine import KernelChooser
+
+    chooser = KernelChooser(probe_every=1000, warmup=0)
+    for parallel in (False, False, True, True):  # both timed: parallel 0.5, serial 1.0
+        assert chooser.choose() == parallel
+        chooser.record(parallel, 0.5 if parallel else 1.0)
+    assert chooser.choose()
+    chooser.record(True, 20.0)  # the VM stalled one call
+    for _ in range(3):
+        assert chooser.choose()  # still the faster kernel
+        chooser.record(True, 0.5)
+    assert chooser.choose()
+    chooser.record(True, 5.0)  # another process now holds a core: every parallel call waits
+    assert chooser.choose()  # one slow call is not yet a pattern
+    chooser.record(True, 5.0)
+    assert not chooser.choose()  # two of the last three are
+
+
 def test_vector__chosen_kernels_give_the_forced_kernels_run():
     n = PARALLEL_MIN_BATCH
     tasks = [TASK_IDS[i % len(TASK_IDS)] for i in range(n)]
