@@ -178,7 +178,7 @@ def advance_row(b, stepping_row, params, states, actions, step_limit, node_obs, 
 
 @inlined_kernel
 def borrowed_all(params, states, actions, stepping, step_limit, node_obs, flag_obs, scalar_obs, step_obs, rewards,
-                  truncated, components, scores, errors):
+                 truncated, components, scores, errors):
     """Every array of the batch loop as a ``borrowed`` array, so that the per-cluster views
     of them cost no reference counting (14 atomic pairs per cluster otherwise, that all
     threads of a parallel call contend for)."""
@@ -194,7 +194,7 @@ def _advance_rows(first, stop, params, states, actions, stepping, step_limit, no
     thread's chunk of it (``_advance_parallel``)."""
     params, states, actions, stepping, step_limit, node_obs, flag_obs, scalar_obs, step_obs, rewards, truncated, \
         components, scores, errors = borrowed_all(params, states, actions, stepping, step_limit, node_obs, flag_obs,
-                                                   scalar_obs, step_obs, rewards, truncated, components, scores, errors)
+                                                  scalar_obs, step_obs, rewards, truncated, components, scores, errors)
     for b in range(first, stop):
         advance_row(b, stepping[b], params, states, actions, step_limit, node_obs, flag_obs, scalar_obs, step_obs,
                     rewards, truncated, components, scores, errors)

@@ -176,7 +176,6 @@ def restart_rows(restarting, codes, streams, params, states, start_states, facts
         _restart_rows(0, restarting.shape[0], *args)
 
 
-
 # --- episode starts inside the batched step (autoresets) -----------------------------------------
 @kernel
 def _start_or_advance_rows(first, stop, restarting, codes, task_codes, streams, start_states, facts, max_episode_steps,
