@@ -27,6 +27,11 @@ from dime_gym.scenarios.faults import MAX_FACTS
 from dime_gym.snapshot import SnapshotContents, encode_snapshot
 
 UNKNOWN_FACT = np.iinfo(np.int64).min  # a fact a restored snapshot did not carry
+# The trace load handed to a start-or-step call in which no row starts an episode (read-only
+# float64, as trace loads are, so the kernel keeps one compiled signature): fetching the trace
+# checks its file on disk, which a plain step must not pay for.
+_NO_TRACE_LOAD = np.empty(0)
+_NO_TRACE_LOAD.flags.writeable = False
 _TASK_ID_BY_CODE = np.array([TASKS_BY_CODE[code].id for code in range(len(TASKS_BY_CODE))], dtype=object)
 
 
@@ -229,9 +234,10 @@ class Engine:
         ``actions`` row ((N, 4) int64, range-checked), observe all: one compiled call, so an
         autoreset costs no call of its own (``scenarios.episodes.start_or_advance_rows``)."""
         out = BatchOutputs.allocate(self.n)
+        load = self.trace() if restarting.any() else _NO_TRACE_LOAD
         retasked = start_or_advance_rows(restarting, codes, self.task_codes, self.reset_streams, self.start_states,
-                                         self.facts, self.max_episode_steps, TABLES, self.trace(), self.params,
-                                         self.states, actions, self.step_limit, out, parallel)
+                                         self.facts, self.max_episode_steps, TABLES, load, self.params, self.states,
+                                         actions, self.step_limit, out, parallel)
         if retasked:
             self._task_ids = None
         return out

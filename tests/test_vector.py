@@ -336,6 +336,21 @@ def test_reset__task_option_lasts_one_episode_like_dime_env():
         infos["task"][0] = "node_failure"
 
 
+def test_vector__a_step_reads_the_trace_file_only_when_an_episode_starts(tmp_path):
+    from dime_gym.scenarios.trace import bundled_trace, write_trace_csv
+
+    trace = tmp_path / "trace.csv"
+    write_trace_csv(trace, bundled_trace())
+    envs = DimeVectorEnv(num_envs=2, task="level_5_alibaba_trace", trace_path=str(trace))
+    envs.reset(seed=0)
+    trace.unlink()  # steps inside the episode must not touch the file
+    truncated = np.zeros(2, dtype=bool)
+    while not truncated.all():
+        _, _, _, truncated, _ = envs.step(np.zeros((2, 4), dtype=np.int64))
+    with pytest.raises(ValueError, match="does not exist"):  # the autoreset starts a new episode: it reads the file
+        envs.step(np.zeros((2, 4), dtype=np.int64))
+
+
 def test_restore__bad_indices_change_nothing():
     envs = DimeVectorEnv(num_envs=2, task="retry_storm")
     envs.reset(seed=0)
