@@ -17,8 +17,7 @@ import numpy as np
 
 import dime_gym  # noqa: F401 - registers DIME-v0
 from dime_gym import TASK_IDS
-
-ACTION_LIMITS = [6, 8, 8, 21]  # MultiDiscrete sizes of the action fields
+from dime_gym.actions import ACTION_NVEC
 
 
 def _update(digest, obs: dict, reward, score) -> None:
@@ -36,7 +35,7 @@ def single_env_hash(rng: np.random.Generator, episodes: int = 3) -> str:
             env.reset(seed=episode)
             done = False
             while not done:
-                action = rng.integers(0, ACTION_LIMITS)
+                action = rng.integers(0, ACTION_NVEC)
                 action[0] *= rng.random() < 0.4  # mostly no-ops
                 obs, reward, terminated, truncated, info = env.step(action)
                 _update(digest, obs, reward, info["score"])
@@ -50,7 +49,7 @@ def vector_env_hash(rng: np.random.Generator, num_envs: int = 1024, steps: int =
     envs = gym.make_vec("DIME-v0", num_envs=num_envs, vectorization_mode="vector_entry_point", task=tasks)
     envs.reset(seed=7)
     for _ in range(steps):
-        actions = rng.integers(0, ACTION_LIMITS, size=(num_envs, 4))
+        actions = rng.integers(0, ACTION_NVEC, size=(num_envs, 4))
         actions[:, 0] *= rng.random(num_envs) < 0.3
         obs, rewards, _, _, infos = envs.step(actions)
         _update(digest, obs, rewards, infos["score"])

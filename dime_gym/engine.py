@@ -54,7 +54,6 @@ class KernelChooser:
         self.warmup = warmup  # first calls of a path not counted (compiling, loading the cache)
         self.calls = {False: 0, True: 0}
         self.recent_seconds = {False: collections.deque(maxlen=window), True: collections.deque(maxlen=window)}
-        self.typical_seconds = {False: float("nan"), True: float("nan")}  # each path's median recent time
         self._count = 0
 
     def choose(self) -> bool:
@@ -66,9 +65,14 @@ class KernelChooser:
         faster = self.faster()
         return (not faster) if self._count % self.probe_every == 0 else faster
 
+    def typical_seconds(self, parallel: bool) -> float:
+        """The median of a path's recent call times (NaN before it was timed)."""
+        recent = sorted(self.recent_seconds[parallel])
+        return recent[len(recent) // 2] if recent else float("nan")
+
     def faster(self) -> bool:
         """Whether the ``prange`` kernel is the faster so far (False until both are timed)."""
-        return bool(self.typical_seconds[True] < self.typical_seconds[False])
+        return bool(self.typical_seconds(True) < self.typical_seconds(False))
 
     def record(self, parallel: bool, seconds: float) -> None:
         """Report how long a call of the chosen kernel took."""
@@ -79,7 +83,6 @@ class KernelChooser:
         if recent and self.recent_seconds[not parallel] and parallel != self.faster():
             recent.clear()  # a probe: this path was last timed long ago, its old times are stale
         recent.append(seconds)
-        self.typical_seconds[parallel] = sorted(recent)[len(recent) // 2]
 
 
 class Engine:
@@ -228,7 +231,7 @@ class Engine:
         return out
 
     def restart_or_step(self, actions: np.ndarray, restarting: np.ndarray, codes: np.ndarray,
-                        parallel: bool) -> BatchOutputs:
+                        parallel: bool | None = None) -> BatchOutputs:
         """Start a new episode (task ``codes[b]``, seed the row's next reset-stream draw) in the
         rows where ``restarting`` (rows already started), step every other row with its
         ``actions`` row ((N, 4) int64, range-checked), observe all: one compiled call, so an

@@ -209,7 +209,7 @@ class DimeVectorEnv(VectorEnv):
         parallel = self.parallel if self._chooser is None else self._chooser.choose()
         start = time.perf_counter()
         if next_step:  # sub-envs truncated last step start their next episode inside the same call
-            out = self._engine.restart_or_step(a, self._pending_reset, self._default_codes, bool(parallel))
+            out = self._engine.restart_or_step(a, self._pending_reset, self._default_codes, parallel)
         else:
             out = self._engine.step(a, self._all_stepping, parallel)
         if self._chooser is not None:

@@ -14,7 +14,8 @@ from dime_gym import TASK_IDS
 from dime_gym.core.actions import ACTION_NVEC, UNPARSABLE
 from dime_gym.core.batch import BatchOutputs, advance_batch, first_invalid_action, step_batch
 from dime_gym.core.grading import episode_score
-from dime_gym.core.latency import N_CLASSES, PROOF_MARGIN_ABSOLUTE, QUANTILE_STEP_MS, _tail_and_slopes, mixture_quantile, mixture_tail
+from dime_gym.core.latency import (N_CLASSES, PROOF_MARGIN_ABSOLUTE, QUANTILE_STEP_MS, _tail_and_slopes,
+                                   mixture_quantile, mixture_tail)
 from dime_gym.core.observe import write_observation
 from dime_gym.core.params import default_params, validate_params
 from dime_gym.core.state import LATENCY_CAP_MS, empty_batch

@@ -24,7 +24,7 @@ import numpy as np
 from numba import prange
 
 from dime_gym.core._jit import borrowed, kernel, parallel_kernel, stack_zeros
-from dime_gym.core.batch import BatchOutputs, advance_row, borrowed_all
+from dime_gym.core.batch import BatchOutputs, advance_row, borrowed_all, use_parallel
 from dime_gym.core.latency import P99_QUANTILE, db_io_wait, db_response_ms, mixture_quantile
 from dime_gym.core.params import (
     CPU_BACKGROUND,
@@ -221,15 +221,16 @@ def _start_or_advance_parallel(chunks, restarting, codes, task_codes, streams, s
 
 def start_or_advance_rows(restarting, codes, task_codes, streams, start_states, facts, max_episode_steps: int,
                           tables: EpisodeTables, trace_load, params, states, actions, step_limit, out: BatchOutputs,
-                          parallel: bool) -> int:
+                          parallel: bool | None = None) -> int:
     """In one compiled call: a new episode in every row where ``restarting`` (N,) is True (task
     ``codes[b]``, seed the next draw of ``streams[b]``, as ``restart_rows``), one step of every
     other row with its ``actions`` row, and every row's outputs into ``out`` (as
     ``core.batch.advance_batch``: a restarted row reports reward 0, not truncated, its first
-    observation). Returns how many restarted rows changed task (``task_codes`` is updated)."""
+    observation). ``parallel`` as for ``advance_batch`` (``None``: decide by size). Returns how
+    many restarted rows changed task (``task_codes`` is updated)."""
     args = (restarting, codes, task_codes, streams, start_states, facts, max_episode_steps, tables.as_tuple(),
             trace_load, params, states, actions, step_limit, out.node_obs, out.flag_obs, out.scalar_obs, out.step_obs,
             out.rewards, out.truncated, out.reward_components, out.scores, out.action_errors)
-    if parallel:
+    if use_parallel(restarting.shape[0], parallel):
         return _start_or_advance_parallel(numba.get_num_threads(), *args)
     return _start_or_advance_rows(0, restarting.shape[0], *args)
