@@ -4,9 +4,11 @@ quantile equals the bisection it replaced, and batched input validation names th
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
-from hypothesis import given
+from hypothesis import assume, given
 from hypothesis import strategies as st
 
 import reference as ref
@@ -14,7 +16,7 @@ from dime_gym import TASK_IDS
 from dime_gym.core.actions import ACTION_NVEC, UNPARSABLE
 from dime_gym.core.batch import BatchOutputs, advance_batch, first_invalid_action, step_batch
 from dime_gym.core.grading import episode_score
-from dime_gym.core.latency import (N_CLASSES, PROOF_MARGIN_ABSOLUTE, QUANTILE_STEP_MS, _tail_and_slopes,
+from dime_gym.core.latency import (N_CLASSES, PROOF_MARGIN_ABSOLUTE, QUANTILE_STEP_MS, _tail_and_slopes, class_tail,
                                    mixture_quantile, mixture_tail)
 from dime_gym.core.observe import write_observation
 from dime_gym.core.params import default_params, validate_params
@@ -201,18 +203,54 @@ def test_latency__fast_quantile_equals_bisection_when_the_target_sits_on_a_grid_
 
 @given(mix=mixtures(), q0=st.sampled_from([0.5, 0.9, 0.99, 0.999]), offset=st.integers(-50, 50))
 def test_latency__tail_bounds_hold_at_the_neighbouring_grid_points(mix, q0, offset):
-    """``_tail_and_slopes``' bounds: P(> x - d) >= tail + d * inner_slope and
+    """``_tail_and_slopes``' bounds: P(> x - d) >= tail + d * inner_slope + jump and
     P(> x + d) <= tail - d * slope + d^2 * curvature / 2, up to rounding (far below the margin)."""
     share, wait, mean = mix
     index = min((1 << 20) - 1, _grid_index_near_quantile(share, wait, mean, q0, offset))
+    _assert_tail_bounds(share, wait, mean, index)
+
+
+@given(mix=mixtures(), k=st.integers(0, N_CLASSES - 1), point_mass=st.booleans())
+def test_latency__tail_bounds_hold_where_a_class_starts_between_grid_points(mix, k, point_mass):
+    """The ``jump`` term: class ``k``'s wait lies just below the evaluated grid point, so the
+    class counts fully one grid step lower (a point mass there, like a zombie's timeout, loses
+    its whole share in between)."""
+    share, wait, mean = mix
+    assume(share[k] > 0.0)
+    if point_mass:
+        mean[k] = 0.0
+    index = min((1 << 20) - 1, max(2, math.ceil(wait[k] / QUANTILE_STEP_MS)))
+    jump = _assert_tail_bounds(share, wait, mean, index)
+    if (index - 1) * QUANTILE_STEP_MS < wait[k] <= index * QUANTILE_STEP_MS:
+        assert jump >= share[k] * (1.0 - class_tail(index * QUANTILE_STEP_MS, wait[k], mean[k])) - 1e-15
+
+
+def _assert_tail_bounds(share, wait, mean, index):
+    """Check both neighbour bounds at grid point ``index``; return the jump term."""
     rate = np.where(mean > 0.0, 1.0 / np.where(mean > 0.0, mean, 1.0), 0.0)
     d = QUANTILE_STEP_MS
     x = index * d
-    tail, slope, inner_slope, curvature = _tail_and_slopes(x, share, wait, mean, N_CLASSES, rate)
+    tail, slope, inner_slope, jump, curvature = _tail_and_slopes(x, share, wait, mean, N_CLASSES, rate)
     assert tail == mixture_tail(x, share, wait, mean, N_CLASSES)
-    rounding = 1e-14 * max(tail, 1e-300) + PROOF_MARGIN_ABSOLUTE / 10
-    assert mixture_tail(x - d, share, wait, mean, N_CLASSES) >= tail + d * inner_slope - rounding
+    rounding = 1e-14 * max(tail + jump, 1e-300) + PROOF_MARGIN_ABSOLUTE / 10
+    assert mixture_tail(x - d, share, wait, mean, N_CLASSES) >= tail + d * inner_slope + jump - rounding
     assert mixture_tail(x + d, share, wait, mean, N_CLASSES) <= tail - d * slope + d * d * curvature / 2 + rounding
+    return jump
+
+
+@pytest.mark.parametrize("zombie_share", [0.005, 0.0101, 0.125, 0.5])
+@pytest.mark.parametrize("timeout_ms", [2000.0, 1999.995, 2000.0 * (1 + 1e-15), 209715 * QUANTILE_STEP_MS])
+def test_latency__quantile_with_a_zombie_point_mass_equals_bisection(zombie_share, timeout_ms):
+    """A zombie holds its share until the client timeout: a point mass whose jump decides the
+    p99 whenever its share is above 1 %; the answer is the bisection's, at or past the timeout."""
+    share, wait, mean = np.zeros(N_CLASSES), np.zeros(N_CLASSES), np.zeros(N_CLASSES)
+    share[:8] = [(1.0 - zombie_share) / 7] * 7 + [zombie_share]
+    wait[7] = timeout_ms
+    mean[:7] = 8.5
+    got = mixture_quantile(0.99, share, wait, mean, N_CLASSES)
+    assert got == ref.mixture_quantile_by_bisection(0.99, share.tolist(), wait.tolist(), mean.tolist(), LATENCY_CAP_MS)
+    if zombie_share > 0.01:
+        assert timeout_ms <= got < timeout_ms + QUANTILE_STEP_MS
 
 
 # --- validation -----------------------------------------------------------------------------------------

@@ -68,21 +68,24 @@ PROOF_MARGIN_ABSOLUTE = 1e-15
 
 @inlined_kernel
 def _tail_and_slopes(x_ms, share, wait_ms, mean_ms, n, rate):
-    """``(tail, slope, inner_slope, curvature)`` of the mixture at the grid point ``x_ms``.
+    """``(tail, slope, inner_slope, jump, curvature)`` of the mixture at the grid point ``x_ms``.
 
     ``tail`` is ``P(latency > x)`` summed exactly as ``mixture_tail`` sums it, so comparisons
     with it decide the same way. Over the classes in their exponential part at ``x`` (``x >=
     wait``), with ``c`` a class's term and ``r`` its ``rate`` (1 / mean, 0 for a point mass):
     ``slope = sum c r`` (-dP/dx, which steers the search), ``curvature = sum c r^2``, and
-    ``inner_slope`` the part of ``slope`` from classes still exponential one grid step lower.
-    With ``d = QUANTILE_STEP_MS``, since ``1 + a <= exp(a)`` and ``exp(-a) <= 1 - a + a^2 / 2``
-    for ``a >= 0``, they bound the neighbouring grid points' tails:
-    ``P(> x - d) >= tail + d * inner_slope`` and ``P(> x + d) <= tail - d * slope + d^2 *
+    ``inner_slope`` the part of ``slope`` from classes still exponential one grid step lower,
+    ``jump`` what the classes whose wait lies in ``(x - d, x]`` lose between ``x - d`` (where
+    they count fully) and ``x`` (a point mass there, such as a zombie's timeout, loses its whole
+    share). With ``d = QUANTILE_STEP_MS``, since ``1 + a <= exp(a)`` and ``exp(-a) <= 1 - a +
+    a^2 / 2`` for ``a >= 0``, they bound the neighbouring grid points' tails:
+    ``P(> x - d) >= tail + d * inner_slope + jump`` and ``P(> x + d) <= tail - d * slope + d^2 *
     curvature / 2`` (a class not yet exponential at ``x`` counts fully at ``x`` and at most that
-    at ``x + d``; one that stops being exponential below ``x`` counts fully there)."""
+    at ``x + d``)."""
     tail = 0.0
     slope = 0.0
     inner_slope = 0.0
+    jump = 0.0
     curvature = 0.0
     below_ms = x_ms - QUANTILE_STEP_MS  # exact: both are grid points
     for k in range(n):
@@ -95,7 +98,9 @@ def _tail_and_slopes(x_ms, share, wait_ms, mean_ms, n, rate):
                 curvature += steepness * rate[k]
                 if below_ms >= wait_ms[k]:
                     inner_slope += steepness
-    return tail, slope, inner_slope, curvature
+                else:
+                    jump += share[k] - c
+    return tail, slope, inner_slope, jump, curvature
 
 
 @inlined_kernel
@@ -112,8 +117,10 @@ def mixture_quantile(q, share, wait_ms, mean_ms, n):
     exponentials), starting from an upper bound. Once a point is evaluated, the bounds of
     ``_tail_and_slopes`` on its neighbours' tails settle the answer without evaluating them
     whenever they clear the target by ``PROOF_MARGIN_*`` (so the result is the same grid point
-    as evaluating them would give): about 1.9 tail evaluations per quantile over the 14 tasks
-    (2.8 without the bounds), instead of 21.
+    as evaluating them would give): about 1.7 tail evaluations per quantile over an episode of
+    each task, instead of 21. The ``jump`` term matters most: without it the p99 of a zombie's
+    timeout (a point mass, where Newton has no slope to follow) took 19 evaluations, and the
+    mean was 2.7.
     """
     target = 1.0 - q
     top = QUANTILE_GRID_POINTS
@@ -135,7 +142,7 @@ def mixture_quantile(q, share, wait_ms, mean_ms, n):
     margin = PROOF_MARGIN_RELATIVE * target + PROOF_MARGIN_ABSOLUTE
     step = QUANTILE_STEP_MS
     while True:
-        tail, slope, inner_slope, curvature = _tail_and_slopes(j * step, share, wait_ms, mean_ms, n, rate)
+        tail, slope, inner_slope, jump, curvature = _tail_and_slopes(j * step, share, wait_ms, mean_ms, n, rate)
         if tail > target:
             lo = j
             if lo == top:
@@ -144,7 +151,7 @@ def mixture_quantile(q, share, wait_ms, mean_ms, n):
                 hi = j + 1  # the next point's tail is provably at or below the target
         else:
             hi = j
-            if lo < j - 1 and tail + step * inner_slope > target + margin:
+            if lo < j - 1 and tail + step * inner_slope + jump > target + margin:
                 lo = j - 1  # the previous point's tail is provably above the target
         if hi - lo <= 1:
             return hi * step
