@@ -8,9 +8,11 @@ not a tautology. Tests compare kernels against these; nothing here imports Numba
 from __future__ import annotations
 
 import math
+from statistics import NormalDist
 
 import numpy as np
 
+from dime_gym.core.latency import NEGLIGIBLE_TAIL_MEANS
 from dime_gym.core.observe import DROPPED_VALUE
 from dime_gym.core.params import OOM_THRESHOLD
 from dime_gym.core.reward import DB_STRESS_UTIL, MEM_PRESSURE_START, RESTARTING_CREDIT
@@ -36,11 +38,17 @@ def next_uniform(state: int) -> tuple[int, float]:
     return state, (mix64(state) >> 11) / 2.0**53
 
 
-def next_normal(state: int) -> tuple[int, float]:
-    """Box-Muller from two uniforms; return ``(new_state, standard normal)``."""
-    state, u1 = next_uniform(state)
-    state, u2 = next_uniform(state)
-    return state, math.sqrt(-2.0 * math.log(1.0 - u1)) * math.cos(2.0 * math.pi * u2)
+def next_normal(state: int, table_points: int = 4096) -> tuple[int, float]:
+    """Inverse normal CDF of one uniform, interpolated linearly between its values at the
+    midpoints ``(i + 0.5) / table_points`` and held at the outermost ones beyond them; return
+    ``(new_state, standard normal)``."""
+    state, u = next_uniform(state)
+    position = u * table_points - 0.5  # in units of midpoints
+    i = min(table_points - 2, max(0, math.floor(position)))
+    fraction = min(1.0, max(0.0, position - i))
+    below = NormalDist().inv_cdf((i + 0.5) / table_points)
+    above = NormalDist().inv_cdf((i + 1.5) / table_points)
+    return state, below + fraction * (above - below)
 
 
 def seed_streams(seed: int, n_streams: int = 2) -> list[int]:
@@ -51,14 +59,15 @@ def seed_streams(seed: int, n_streams: int = 2) -> list[int]:
 
 # --- latency -----------------------------------------------------------------------------
 def mixture_tail(x: float, share, wait_ms, mean_ms) -> float:
-    """P(latency > x) of a mixture of shifted exponentials / point masses."""
+    """P(latency > x) of a mixture of shifted exponentials / point masses (an exponential's
+    tail counts as 0 from ``NEGLIGIBLE_TAIL_MEANS`` means past its wait)."""
     total = 0.0
     for w, wait, mean in zip(share, wait_ms, mean_ms):
         if w <= 0.0:
             continue
         if x < wait:
             total += w
-        elif mean > 0.0:
+        elif mean > 0.0 and (x - wait) / mean < NEGLIGIBLE_TAIL_MEANS:
             total += w * math.exp(-(x - wait) / mean)
     return total
 

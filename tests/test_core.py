@@ -75,7 +75,18 @@ def test_rng__next_normal_matches_twin(state, n):
         twin, expected = ref.next_normal(twin)
         assert math.isfinite(x)
         assert x == pytest.approx(expected, rel=1e-12, abs=1e-12)
-    assert int(streams[0]) == twin  # two uniforms per normal
+    assert int(streams[0]) == twin  # one uniform per normal
+
+
+def test_rng__next_normal_is_standard_normal_with_clipped_tails():
+    streams = np.array([12345, 0], dtype=np.uint64)
+    draws = np.array([rng.next_normal(streams, 0) for _ in range(200_000)])
+    edge = rng.NORMAL_QUANTILES[-1]
+    assert edge == pytest.approx(3.67, abs=0.01) and rng.NORMAL_QUANTILES[0] == -edge
+    assert draws.min() >= -edge and draws.max() <= edge
+    assert abs(draws.mean()) < 0.01 and abs(draws.std() - 1.0) < 0.01
+    assert abs(np.mean(draws < -1.0) - 0.158655) < 0.004  # the normal CDF at -1
+    assert abs(np.mean(np.abs(draws) > 2.0) - 0.0455) < 0.002
 
 
 @given(seed=st.integers(-(2**63), 2**64 - 1))

@@ -29,14 +29,22 @@ def db_response_ms(db_util, io_wait):
     return DB_SERVICE_MS / (1.0 - min(db_util, UTIL_CEILING)) * (1.0 + DB_IO_SLOWDOWN * io_wait)
 
 
+# A class's exponential tail counts as 0 past this many mean service times (e^-40 < 5e-18, far
+# below any share's rounding): the client timeout usually lies hundreds of means out, and this
+# spares its exp. The tail stays monotone, and 0 only lowers it, so the bounds below still hold.
+NEGLIGIBLE_TAIL_MEANS = 40.0
+
+
 @kernel
 def class_tail(x_ms, wait_ms, mean_ms):
-    """P(latency > x) for one class (shifted exponential, or a point mass if mean is 0)."""
+    """P(latency > x) for one class (shifted exponential, or a point mass if mean is 0); 0
+    from ``NEGLIGIBLE_TAIL_MEANS`` mean service times past its wait."""
     if x_ms < wait_ms:
         return 1.0
     if mean_ms <= 0.0:
         return 0.0
-    return math.exp(-(x_ms - wait_ms) / mean_ms)
+    means_past = (x_ms - wait_ms) / mean_ms
+    return math.exp(-means_past) if means_past < NEGLIGIBLE_TAIL_MEANS else 0.0
 
 
 @kernel
