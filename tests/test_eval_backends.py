@@ -81,7 +81,7 @@ def test_hf_backend__batched_greedy_answers_equal_one_prompt_at_a_time(tiny_mode
     prompts = []
     # prompts of three lengths; the tiny model's format is imprinted on a few oracle states only,
     # so these are states where it answers well-formed (many no_op-driven late states it does not)
-    for task, seed, steps in (("retry_storm", 0, 0), ("node_failure", 3, 12), ("node_failure", 3, 30)):
+    for task, seed, steps in (("retry_storm", 0, 0), ("node_failure", 0, 12), ("node_failure", 3, 30)):
         env = TextEnv(DimeEnv(), system_prompt=SYSTEM_PROMPT)
         _, info = env.reset(seed=seed, options={"task": task})
         for _ in range(steps):
