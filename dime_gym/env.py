@@ -184,7 +184,7 @@ class DimeEnv(gym.Env):
     ## Rewards
     The clipped sum (to [-5, 5]) of seven bounded components, all in
     ``info["reward_components"]``: r_topo [-2, 0.5], r_shed [-1, 0], r_mem [-1, 0],
-    r_fric [-0.5, 0], r_lat [-1, 0.5], r_up [0, 1], r_eff [-0.5, 0.5]. About +2.3 when healthy.
+    r_fric [-0.5, 0], r_lat [-1, 0.5], r_up [0, 1], r_eff [-0.5, 0.5]. About +2.4 when healthy.
     ``info["score"]`` is the task grader's running score in [0, 1] (``dime_gym.scenarios.graders``).
 
     ## Starting State
