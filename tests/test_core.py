@@ -335,6 +335,27 @@ def test_rng__telemetry_settings_never_change_dynamics(task):
         assert sa["rng"][rng.STREAM_TELEMETRY] == sb["rng"][rng.STREAM_TELEMETRY]
 
 
+
+def test_telemetry__dropout_chain_has_its_stationary_share_and_two_draws_a_step():
+    """Dropout is a two-state chain with 16-bit uniforms, four nodes per 64-bit draw: over many
+    steps a node is dropped ``p / (p + r)`` of the time, and the stream moves two draws a step."""
+    from dime_gym.core.params import default_params
+    from dime_gym.core.state import STATE_DTYPE
+    from dime_gym.core.telemetry import update_dropout
+
+    params = default_params().reshape(1)
+    params["dropout_prob"], params["dropout_recover_prob"] = 0.2, 0.5
+    state = np.zeros(1, dtype=STATE_DTYPE)
+    state["rng"][0] = rng.seed_streams(5)
+    start = int(state["rng"][0][rng.STREAM_TELEMETRY])
+    steps = 20_000
+    dropped = 0
+    for _ in range(steps):
+        update_dropout(params[0], state[0])
+        dropped += int(state["dropped"][0].sum())
+    assert abs(dropped / (steps * N_NODES) - 0.2 / 0.7) < 0.01
+    assert int(state["rng"][0][rng.STREAM_TELEMETRY]) == (start + 2 * steps * ref.GOLDEN) % 2**64
+
 def test_rng__query_logs_never_changes_dynamics():
     # A: no_op every step; B: query_logs a rotating node every step
     n = 30
