@@ -55,7 +55,9 @@ def next_uniform(rng_state, stream):
 # deviation out to 3 sigma and < 1e-7 between the quartiles; the outer half-cells clip the tails
 # at the table's ends, +-3.67 (1 draw in 4,096 lands on one of them).
 NORMAL_TABLE_POINTS = 4096
-NORMAL_QUANTILES = np.array([NormalDist().inv_cdf((i + 0.5) / NORMAL_TABLE_POINTS) for i in range(NORMAL_TABLE_POINTS)])
+_STANDARD_NORMAL = NormalDist()
+NORMAL_QUANTILES = np.array([_STANDARD_NORMAL.inv_cdf((i + 0.5) / NORMAL_TABLE_POINTS)
+                             for i in range(NORMAL_TABLE_POINTS)])
 NORMAL_QUANTILES.flags.writeable = False
 
 
