@@ -24,6 +24,7 @@ from dime_gym.core.actions import (
 )
 from dime_gym.core.dynamics import effective_route_weights, step_batch_serial
 from dime_gym.core.latency import N_CLASSES, mixture_quantile
+from dime_gym.core.params import default_params
 from dime_gym.core.reward import REWARD_BOUNDS, REWARD_COMPONENTS, REWARD_MAX, REWARD_MIN, RESTARTING_CREDIT
 from dime_gym.core.state import (
     DB,
@@ -37,6 +38,7 @@ from dime_gym.core.state import (
     STATE_DTYPE,
     empty_batch,
 )
+from dime_gym.core.telemetry import update_dropout
 from dime_gym.env import DimeEnv
 from dime_gym.scenarios import build_episode
 from dime_gym.scenarios.graders import grade
@@ -339,10 +341,6 @@ def test_rng__telemetry_settings_never_change_dynamics(task):
 def test_telemetry__dropout_chain_has_its_stationary_share_and_two_draws_a_step():
     """Dropout is a two-state chain with 16-bit uniforms, four nodes per 64-bit draw: over many
     steps a node is dropped ``p / (p + r)`` of the time, and the stream moves two draws a step."""
-    from dime_gym.core.params import default_params
-    from dime_gym.core.state import STATE_DTYPE
-    from dime_gym.core.telemetry import update_dropout
-
     params = default_params().reshape(1)
     params["dropout_prob"], params["dropout_recover_prob"] = 0.2, 0.5
     state = np.zeros(1, dtype=STATE_DTYPE)
