@@ -177,6 +177,48 @@ def test_latency__fast_quantile_equals_bisection_on_many_random_mixtures():
         assert got == ref.mixture_quantile_by_bisection(0.99, share.tolist(), wait.tolist(), mean.tolist(), LATENCY_CAP_MS)
 
 
+@st.composite
+def alike_mixtures(draw):
+    """``mixtures()`` where some classes copy an earlier class's wait and mean (alike workers:
+    the kernels reuse the earlier class's tail for them)."""
+    share, wait, mean = draw(mixtures())
+    n = int(np.count_nonzero(share))
+    for k in range(1, n):
+        if draw(st.booleans()):
+            j = draw(st.integers(0, k - 1))
+            wait[k], mean[k] = wait[j], mean[j]
+    return share, wait, mean
+
+
+def _tail_and_slopes_class_by_class(x, share, wait, mean, rate):
+    """``_tail_and_slopes`` as its docstring defines it, every class's tail computed afresh."""
+    tail = slope = inner_slope = jump = curvature = 0.0
+    for k in range(N_CLASSES):
+        if share[k] > 0.0:
+            c = share[k] * class_tail(x, wait[k], mean[k])
+            tail += c
+            if x >= wait[k]:
+                slope += c * rate[k]
+                curvature += c * rate[k] * rate[k]
+                if x - QUANTILE_STEP_MS >= wait[k]:
+                    inner_slope += c * rate[k]
+                else:
+                    jump += share[k] - c
+    return tail, slope, inner_slope, jump, curvature
+
+
+@given(mix=alike_mixtures(), q0=st.sampled_from([0.5, 0.99]), offset=st.integers(-3, 3))
+def test_latency__alike_classes_reuse_a_tail_without_changing_a_bit(mix, q0, offset):
+    share, wait, mean = mix
+    rate = np.where(mean > 0.0, 1.0 / np.where(mean > 0.0, mean, 1.0), 0.0)
+    index = min((1 << 20) - 1, _grid_index_near_quantile(share, wait, mean, q0, offset))
+    x = index * QUANTILE_STEP_MS
+    got = _tail_and_slopes(x, share, wait, mean, N_CLASSES, rate)
+    assert got == _tail_and_slopes_class_by_class(x, share, wait, mean, rate)
+    assert mixture_quantile(0.99, share, wait, mean, N_CLASSES) == ref.mixture_quantile_by_bisection(
+        0.99, share.tolist(), wait.tolist(), mean.tolist(), LATENCY_CAP_MS)
+
+
 def _grid_index_near_quantile(share, wait, mean, q0, offset):
     """A grid index ``offset`` points from the mixture's ``q0`` quantile (within the grid)."""
     answer = mixture_quantile(q0, share, wait, mean, N_CLASSES)

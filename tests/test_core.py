@@ -7,7 +7,7 @@ import math
 
 import numpy as np
 import pytest
-from hypothesis import given
+from hypothesis import assume, given
 from hypothesis import strategies as st
 
 import reference as ref
@@ -22,8 +22,8 @@ from dime_gym.core.actions import (
     QUERY_LOGS,
     RESTART,
 )
-from dime_gym.core.dynamics import effective_route_weights, step_batch_serial
-from dime_gym.core.latency import N_CLASSES, mixture_quantile
+from dime_gym.core.dynamics import effective_route_weights, latency, service, step_batch_serial
+from dime_gym.core.latency import N_CLASSES, P99_QUANTILE, class_tail, mixture_quantile
 from dime_gym.core.params import default_params
 from dime_gym.core.reward import REWARD_BOUNDS, REWARD_COMPONENTS, REWARD_MAX, REWARD_MIN, RESTARTING_CREDIT
 from dime_gym.core.state import (
@@ -247,6 +247,74 @@ def test_dynamics__effective_route_weights_match_twin(weights, failed, restartin
         assert all(eff[i] == 0.0 for i in range(FIRST_WORKER, N_NODES) if not serving[i])
     else:
         assert eff.sum() == 0.0
+
+
+@st.composite
+def alike_workers(draw):
+    """Inputs of ``dynamics.service`` for the seven workers, each one of two kinds (so that
+    neighbours are often alike, as healthy workers are), and how each worker stands."""
+    kind = st.tuples(st.floats(0.0, 400.0), st.floats(0.0, 1.0), st.floats(0.0, QUEUE_CAPACITY), st.floats(0.0, 500.0))
+    first, other = draw(kind), draw(kind)  # (desired rps, gc pressure, queue, arrival rps)
+    shared = draw(st.lists(st.booleans(), min_size=4, max_size=4))  # the second kind differs in some fields only
+    kinds = [first, tuple(f if same else o for f, o, same in zip(first, other, shared))]
+    picks = draw(st.lists(st.integers(0, 1), min_size=N_WORKERS, max_size=N_WORKERS))
+    modes = draw(st.lists(st.sampled_from(["serving", "serving", "zombie", "split_brain", "failed"]),
+                          min_size=N_WORKERS, max_size=N_WORKERS))
+    return [kinds[k] for k in picks], modes
+
+
+@given(workers=alike_workers(), scale=st.one_of(st.just(0.0), st.just(1.0), st.floats(0.0, 1.0)))
+def test_dynamics__a_worker_is_served_beside_alike_workers_exactly_as_alone(workers, scale):
+    """``service`` reuses an alike neighbour's divisions; a worker's results must not change."""
+    inputs, modes = workers
+    params = default_params().reshape(1)
+
+    def serve(alone=None):
+        _, states = empty_batch(1)
+        s = states[0]
+        desired, gc_pressure = np.zeros(N_CLASSES), np.zeros(N_CLASSES)
+        for i, ((desired_rps, pressure, queue, arrival_rps), mode) in enumerate(zip(inputs, modes), FIRST_WORKER):
+            desired[i], gc_pressure[i] = desired_rps, pressure
+            s["queue"][i], s["arrival_rps"][i] = queue, arrival_rps
+            s["zombie"][i], s["split_brain"][i] = mode == "zombie", mode == "split_brain"
+            s["failed"][i] = mode == "failed" or (alone is not None and i != alone)
+        share, wait, mean = np.zeros(N_CLASSES), np.zeros(N_CLASSES), np.zeros(N_CLASSES)
+        service(params[0], s, desired, gc_pressure, scale, 0.0, 0.5, 0, 0.0, share, wait, mean, 0.0)
+        return s, share, wait, mean
+
+    s_all, share_all, wait_all, mean_all = serve()
+    for i in range(FIRST_WORKER, N_NODES):
+        s_one, share_one, wait_one, mean_one = serve(alone=i)
+        for field in ("queue", "cpu", "served_rps", "overload_streak"):
+            assert s_one[field][i] == s_all[field][i], field
+        assert (share_one[i], wait_one[i], mean_one[i]) == (share_all[i], wait_all[i], mean_all[i])
+
+
+@given(shares=st.lists(st.one_of(st.just(0.0), st.floats(0.1, 500.0)), min_size=N_CLASSES, max_size=N_CLASSES),
+       kinds=st.lists(st.tuples(st.floats(0.0, 400.0), st.one_of(st.just(0.0), st.floats(0.5, 300.0))),
+                      min_size=2, max_size=2),
+       picks=st.lists(st.integers(0, 1), min_size=N_CLASSES, max_size=N_CLASSES))
+def test_dynamics__latency_of_alike_classes_equals_the_class_by_class_sums(shares, kinds, picks):
+    """``latency`` reuses an alike class's timeout and SLO tails; its sums must not change."""
+    params = default_params().reshape(1)
+    p = params[0]
+    share = np.array(shares)
+    wait = np.array([kinds[k][0] for k in picks])
+    mean = np.array([kinds[k][1] for k in picks])
+    wait[mean == 0.0] = p["client_timeout_ms"]  # a point mass is a zombie's: held until the timeout
+    in_flight = float(share.sum())
+    assume(in_flight > 0.0)
+    served_ok = good = failed = 0.0
+    for k in range(N_CLASSES):
+        if share[k] > 0.0 and mean[k] > 0.0:
+            timed_out = share[k] * class_tail(p["client_timeout_ms"], wait[k], mean[k])
+            served_ok += share[k] - timed_out
+            failed += timed_out
+            good += share[k] * (1.0 - class_tail(p["slo_p99_ms"], wait[k], mean[k]))
+    fractions = np.where(share > 0.0, share / in_flight, 0.0)
+    _, states = empty_batch(1)
+    got = latency(p, states[0], in_flight, in_flight, share, wait, mean, 0.0)
+    assert got == (served_ok, good, mixture_quantile(P99_QUANTILE, fractions, wait, mean, N_CLASSES), failed)
 
 
 # --- graders ------------------------------------------------------------------------------------

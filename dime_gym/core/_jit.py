@@ -32,6 +32,7 @@ import sys
 
 import numba
 import numpy as np
+from llvmlite import ir
 from numba import types
 from numba.core import cgutils, event
 from numba.extending import intrinsic
@@ -212,3 +213,40 @@ records_view = _records_view_interpreted if JIT_DISABLED else numba.njit(inline=
 # instruction, contended by every thread of a ``prange`` loop) around each call that cannot be
 # proven not to raise. The array itself when interpreted.
 borrowed = _borrowed_interpreted if JIT_DISABLED else _borrowed_intrinsic
+
+
+CACHE_LINE_BYTES = 64
+
+
+@intrinsic
+def _prefetch_intrinsic(typingctx, array_ty, index_ty, byte_offset_ty):
+    """Hint the CPU to fetch the cache line holding byte ``byte_offset`` of ``array[index]`` (a
+    1-d array), ready for writing (as a cluster's state is). A hint only: it never faults and
+    changes no value."""
+    if not isinstance(array_ty, types.Array) or array_ty.ndim != 1:
+        return None
+
+    def codegen(context, builder, signature, args):
+        array = make_array(array_ty)(context, builder, value=args[0])
+        itemsize = context.get_abi_sizeof(context.get_data_type(array_ty.dtype))
+        byte_ptr = builder.bitcast(array.data, ir.IntType(8).as_pointer())
+        offset = builder.add(builder.mul(args[1], context.get_constant(types.intp, itemsize)), args[2])
+        address = builder.gep(byte_ptr, [offset])
+        fn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(
+            ir.VoidType(), [ir.IntType(8).as_pointer(), ir.IntType(32), ir.IntType(32), ir.IntType(32)]),
+            "llvm.prefetch.p0i8")
+        i32 = ir.IntType(32)
+        builder.call(fn, [address, i32(1), i32(3), i32(1)])  # write, keep in all cache levels, data
+        return context.get_dummy_value()
+
+    return types.none(array_ty, types.intp, types.intp), codegen
+
+
+def _prefetch_interpreted(array, index, byte_offset):
+    return None
+
+
+# ``prefetch(array, index, byte_offset)``: start loading a line of a record the loop will touch
+# soon (the next cluster's state and params), so the step does not wait on it. No-op when
+# interpreted.
+prefetch = _prefetch_interpreted if JIT_DISABLED else _prefetch_intrinsic

@@ -303,6 +303,8 @@ def service(p, s, desired, gc_pressure, scale, demand, db_util, ready_replicas, 
     mu = p.worker_capacity_rps
     db_ms = db_response_ms(db_util, s.io_wait)
     in_flight = 0.0
+    last_served = last_queue = last_gc_pressure = math.nan
+    rho = worker_wait_ms = worker_mean_ms = 0.0
     for i in range(FIRST_WORKER, N_NODES):
         s.served_rps[i] = 0.0
         if not is_serving(s, i):
@@ -323,8 +325,16 @@ def service(p, s, desired, gc_pressure, scale, demand, db_util, ready_replicas, 
             q = QUEUE_CAPACITY
         s.queue[i] = max(0.0, q)
         s.served_rps[i] = served
-        mu_i = mu * (1.0 - GC_CAPACITY_LOSS * gc_pressure[i])
-        rho = served / mu_i
+        if served != last_served or s.queue[i] != last_queue or gc_pressure[i] != last_gc_pressure:
+            # a worker alike the last one (the common case) reuses its divisions: same bits
+            last_served = served
+            last_queue = s.queue[i]
+            last_gc_pressure = gc_pressure[i]
+            mu_i = mu * (1.0 - GC_CAPACITY_LOSS * gc_pressure[i])
+            rho = served / mu_i
+            worker_wait_ms = min(LATENCY_CAP_MS, MS_PER_SECOND * s.queue[i] / mu_i)
+            service_ms = WORKER_SERVICE_MS * (1.0 + GC_SLOWDOWN * gc_pressure[i])
+            worker_mean_ms = min(LATENCY_CAP_MS, service_ms / (1.0 - min(rho, UTIL_CEILING)) + db_ms)
         s.cpu[i] = CPU_BACKGROUND + (1.0 - CPU_BACKGROUND) * rho
         if s.split_brain[i] == 1:
             # answers from a diverged primary: fast, but wrong (failed, never good)
@@ -332,9 +342,8 @@ def service(p, s, desired, gc_pressure, scale, demand, db_util, ready_replicas, 
             failed_rps += served
         else:
             share[i] = served
-            wait_ms[i] = min(LATENCY_CAP_MS, MS_PER_SECOND * s.queue[i] / mu_i)
-            service_ms = WORKER_SERVICE_MS * (1.0 + GC_SLOWDOWN * gc_pressure[i])
-            mean_ms[i] = min(LATENCY_CAP_MS, service_ms / (1.0 - min(rho, UTIL_CEILING)) + db_ms)
+            wait_ms[i] = worker_wait_ms
+            mean_ms[i] = worker_mean_ms
             in_flight += served
         if rho >= UTIL_CEILING and s.queue[i] >= OVERLOAD_QUEUE_FRACTION * QUEUE_CAPACITY:
             s.overload_streak[i] += 1
@@ -365,15 +374,26 @@ def latency(p, s, admitted, in_flight, share, wait_ms, mean_ms, failed_rps):
     good = 0.0
     latency_mean = 0.0
     if in_flight > 0.0:
+        # workers alike in queue and load (the common case) share one pair of tails: the last
+        # class's are reused when its wait and mean are the same numbers (same bits out)
+        last_wait_ms = math.nan
+        last_mean_ms = math.nan
+        timeout_tail = 0.0
+        slo_tail = 0.0
         for k in range(N_CLASSES):
             if share[k] > 0.0:
                 w = share[k] / in_flight
                 latency_mean += w * min(LATENCY_CAP_MS, wait_ms[k] + mean_ms[k])
                 if mean_ms[k] > 0.0:  # real service (zombie classes were counted as failed)
-                    timed_out = share[k] * class_tail(p.client_timeout_ms, wait_ms[k], mean_ms[k])
+                    if wait_ms[k] != last_wait_ms or mean_ms[k] != last_mean_ms:
+                        last_wait_ms = wait_ms[k]
+                        last_mean_ms = mean_ms[k]
+                        timeout_tail = class_tail(p.client_timeout_ms, wait_ms[k], mean_ms[k])
+                        slo_tail = class_tail(p.slo_p99_ms, wait_ms[k], mean_ms[k])
+                    timed_out = share[k] * timeout_tail
                     served_ok += share[k] - timed_out
                     failed_rps += timed_out
-                    good += share[k] * (1.0 - class_tail(p.slo_p99_ms, wait_ms[k], mean_ms[k]))
+                    good += share[k] * (1.0 - slo_tail)
                 share[k] = w
         p99 = mixture_quantile(P99_QUANTILE, share, wait_ms, mean_ms, N_CLASSES)
     elif admitted > 0.0:

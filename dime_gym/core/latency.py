@@ -96,9 +96,16 @@ def _tail_and_slopes(x_ms, share, wait_ms, mean_ms, n, rate):
     jump = 0.0
     curvature = 0.0
     below_ms = x_ms - QUANTILE_STEP_MS  # exact: both are grid points
+    last_wait_ms = math.nan  # a class alike the last one (same wait and mean) reuses its tail
+    last_mean_ms = math.nan
+    class_term = 0.0
     for k in range(n):
         if share[k] > 0.0:
-            c = share[k] * class_tail(x_ms, wait_ms[k], mean_ms[k])
+            if wait_ms[k] != last_wait_ms or mean_ms[k] != last_mean_ms:
+                last_wait_ms = wait_ms[k]
+                last_mean_ms = mean_ms[k]
+                class_term = class_tail(x_ms, wait_ms[k], mean_ms[k])
+            c = share[k] * class_term
             tail += c
             if x_ms >= wait_ms[k]:
                 steepness = c * rate[k]
@@ -137,10 +144,15 @@ def mixture_quantile(q, share, wait_ms, mean_ms, n):
     log_inverse_target = math.log(1.0 / target)
     x0 = 0.0
     rate = stack_zeros(1, N_CLASSES)[0]
+    last_mean_ms = math.nan
+    last_rate = 0.0
     for k in range(n):
         if share[k] > 0.0:
             x0 = max(x0, wait_ms[k] + mean_ms[k] * log_inverse_target if mean_ms[k] > 0.0 else wait_ms[k])
-            rate[k] = 1.0 / mean_ms[k] if mean_ms[k] > 0.0 else 0.0
+            if mean_ms[k] != last_mean_ms:
+                last_mean_ms = mean_ms[k]
+                last_rate = 1.0 / mean_ms[k] if mean_ms[k] > 0.0 else 0.0
+            rate[k] = last_rate
     guess = x0 / QUANTILE_STEP_MS
     j = 1 if not guess >= 1.0 else (top if guess >= top else int(math.ceil(guess)))
     lo = 0  # index 0 counts as above the target, as in the bisection

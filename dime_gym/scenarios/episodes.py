@@ -24,7 +24,7 @@ import numpy as np
 from numba import prange
 
 from dime_gym.core._jit import borrowed, kernel, parallel_kernel, stack_zeros
-from dime_gym.core.batch import BatchOutputs, advance_row, borrowed_all, use_parallel
+from dime_gym.core.batch import BatchOutputs, advance_row, borrowed_all, prefetch_row, use_parallel
 from dime_gym.core.latency import P99_QUANTILE, db_io_wait, db_response_ms, mixture_quantile
 from dime_gym.core.params import (
     CPU_BACKGROUND,
@@ -192,6 +192,7 @@ def _start_or_advance_rows(first, stop, restarting, codes, task_codes, streams, 
                                                        borrowed(start_states), borrowed(facts))
     retasked = 0
     for b in range(first, stop):
+        prefetch_row(params, states, min(b + 1, stop - 1))
         restart = restarting[b]
         if restart:
             if task_codes[b] != codes[b]:
