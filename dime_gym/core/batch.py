@@ -165,17 +165,21 @@ _PROFILE_ENTRY_BYTES = PARAMS_DTYPE.fields["load_profile"][0].base.itemsize
 
 
 @inlined_kernel
+def _prefetch_bytes(records, b, start, stop):
+    """Prefetch every cache line holding bytes ``start`` to ``stop - 1`` of ``records[b]``."""
+    for offset in range(start, stop + CACHE_LINE_BYTES - 1, CACHE_LINE_BYTES):
+        prefetch(records, b, min(offset, stop - 1))
+
+
+@inlined_kernel
 def prefetch_row(params, states, b):
     """Start fetching the lines of cluster ``b``'s records that its step will touch, so that the
     batch loop, issuing this one cluster ahead, rarely waits on memory (a 1,024-cluster batch's
     records are ~3 MB, more than a core's L2)."""
-    for offset in range(0, _STATE_BYTES + CACHE_LINE_BYTES - 1, CACHE_LINE_BYTES):
-        prefetch(states, b, min(offset, _STATE_BYTES - 1))
-    for offset in range(0, _PROFILE_START + CACHE_LINE_BYTES - 1, CACHE_LINE_BYTES):
-        prefetch(params, b, min(offset, _PROFILE_START - 1))
-    for offset in range(_PROFILE_STOP, _PARAMS_BYTES + CACHE_LINE_BYTES - 1, CACHE_LINE_BYTES):
-        prefetch(params, b, min(offset, _PARAMS_BYTES - 1))
-    step = min(max(states[b].step, 0), MAX_EPISODE_STEPS - 1)
+    _prefetch_bytes(states, b, 0, _STATE_BYTES)
+    _prefetch_bytes(params, b, 0, _PROFILE_START)
+    _prefetch_bytes(params, b, _PROFILE_STOP, _PARAMS_BYTES)
+    step = min(states[b].step, MAX_EPISODE_STEPS - 1)  # the load-profile entry ``arrivals`` reads
     prefetch(params, b, _PROFILE_START + step * _PROFILE_ENTRY_BYTES)
 
 
