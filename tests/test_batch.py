@@ -16,8 +16,18 @@ from dime_gym import TASK_IDS
 from dime_gym.core.actions import ACTION_NVEC, UNPARSABLE
 from dime_gym.core.batch import BatchOutputs, advance_batch, first_invalid_action, step_batch
 from dime_gym.core.grading import episode_score
-from dime_gym.core.latency import (N_CLASSES, PROOF_MARGIN_ABSOLUTE, QUANTILE_STEP_MS, _tail_and_slopes, class_tail,
-                                   mixture_quantile, mixture_tail)
+from dime_gym.core.latency import (
+    LOG_INVERSE_P99_TARGET,
+    MIXTURE_ROWS,
+    N_CLASSES,
+    PROOF_MARGIN_ABSOLUTE,
+    QUANTILE_STEP_MS,
+    _tail_and_slopes,
+    class_tail,
+    group_class,
+    mixture_quantile,
+    mixture_tail,
+)
 from dime_gym.core.observe import write_observation
 from dime_gym.core.params import default_params, validate_params
 from dime_gym.core.state import LATENCY_CAP_MS, empty_batch
@@ -207,14 +217,32 @@ def _tail_and_slopes_class_by_class(x, share, wait, mean, rate):
     return tail, slope, inner_slope, jump, curvature
 
 
+def _grouped(share, wait, mean):
+    """The mixture grouped as the p99 search groups it (``group_class``, class by class)."""
+    mixture = np.zeros((MIXTURE_ROWS, N_CLASSES))
+    n_active = n_groups = 0
+    start_ms = 0.0
+    for k in range(N_CLASSES):
+        if share[k] > 0.0:
+            _, n_active, n_groups, start_ms = group_class(mixture, n_active, n_groups, share[k], wait[k], mean[k],
+                                                          LOG_INVERSE_P99_TARGET, start_ms)
+    return mixture, n_active, n_groups
+
+
 @given(mix=alike_mixtures(), q0=st.sampled_from([0.5, 0.99]), offset=st.integers(-3, 3))
-def test_latency__alike_classes_reuse_a_tail_without_changing_a_bit(mix, q0, offset):
+def test_latency__alike_classes_share_a_group_tail_without_changing_a_bit(mix, q0, offset):
     share, wait, mean = mix
     rate = np.where(mean > 0.0, 1.0 / np.where(mean > 0.0, mean, 1.0), 0.0)
     index = min((1 << 20) - 1, _grid_index_near_quantile(share, wait, mean, q0, offset))
     x = index * QUANTILE_STEP_MS
-    got = _tail_and_slopes(x, share, wait, mean, N_CLASSES, rate)
-    assert got == _tail_and_slopes_class_by_class(x, share, wait, mean, rate)
+    mixture, n_active, n_groups = _grouped(share, wait, mean)
+    assert n_groups == len({(wait[k], mean[k]) for k in range(N_CLASSES) if share[k] > 0.0})
+    tail, *bounds = _tail_and_slopes(x, mixture, n_active, n_groups)
+    expected_tail, *expected_bounds = _tail_and_slopes_class_by_class(x, share, wait, mean, rate)
+    assert tail == expected_tail  # summed class by class: the comparisons decide as mixture_tail's
+    assert tail == mixture_tail(x, share, wait, mean, N_CLASSES)
+    # the bound terms are summed group by group: equal up to rounding, far inside the proof margins
+    assert bounds == pytest.approx(expected_bounds, rel=1e-12, abs=1e-300)
     assert mixture_quantile(0.99, share, wait, mean, N_CLASSES) == ref.mixture_quantile_by_bisection(
         0.99, share.tolist(), wait.tolist(), mean.tolist(), LATENCY_CAP_MS)
 
@@ -269,10 +297,9 @@ def test_latency__tail_bounds_hold_where_a_class_starts_between_grid_points(mix,
 
 def _assert_tail_bounds(share, wait, mean, index):
     """Check both neighbour bounds at grid point ``index``; return the jump term."""
-    rate = np.where(mean > 0.0, 1.0 / np.where(mean > 0.0, mean, 1.0), 0.0)
     d = QUANTILE_STEP_MS
     x = index * d
-    tail, slope, inner_slope, jump, curvature = _tail_and_slopes(x, share, wait, mean, N_CLASSES, rate)
+    tail, slope, inner_slope, jump, curvature = _tail_and_slopes(x, *_grouped(share, wait, mean))
     assert tail == mixture_tail(x, share, wait, mean, N_CLASSES)
     rounding = 1e-14 * max(tail + jump, 1e-300) + PROOF_MARGIN_ABSOLUTE / 10
     assert mixture_tail(x - d, share, wait, mean, N_CLASSES) >= tail + d * inner_slope + jump - rounding

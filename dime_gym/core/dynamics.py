@@ -31,7 +31,17 @@ from numba import prange
 
 from dime_gym.core._jit import borrowed, inlined_kernel, kernel, parallel_kernel, stack_zeros
 from dime_gym.core.actions import apply_action, begin_restart
-from dime_gym.core.latency import N_CLASSES, P99_QUANTILE, class_tail, db_io_wait, db_response_ms, mixture_quantile
+from dime_gym.core.latency import (
+    LOG_INVERSE_P99_TARGET,
+    MIXTURE_ROWS,
+    N_CLASSES,
+    P99_QUANTILE,
+    class_tail,
+    db_io_wait,
+    db_response_ms,
+    group_class,
+    grouped_quantile,
+)
 from dime_gym.core.nodes import is_serving
 from dime_gym.core.params import (
     AUTO_RESTART_BACKOFF_STEPS,
@@ -374,28 +384,30 @@ def latency(p, s, admitted, in_flight, share, wait_ms, mean_ms, failed_rps):
     good = 0.0
     latency_mean = 0.0
     if in_flight > 0.0:
-        # workers alike in queue and load (the common case) share one pair of tails: the last
-        # class's are reused when its wait and mean are the same numbers (same bits out)
-        last_wait_ms = math.nan
-        last_mean_ms = math.nan
-        timeout_tail = 0.0
-        slo_tail = 0.0
+        # classes alike in wait and mean (workers alike in queue and load, the common case) form
+        # one group: its tails are computed once, and the p99 search evaluates one exp per group
+        mixture = stack_zeros(MIXTURE_ROWS, N_CLASSES)
+        group_tails = stack_zeros(2, N_CLASSES)  # per group: past the client timeout, past the SLO
+        n_active = 0
+        n_groups = 0
+        start_ms = 0.0
         for k in range(N_CLASSES):
             if share[k] > 0.0:
                 w = share[k] / in_flight
                 latency_mean += w * min(LATENCY_CAP_MS, wait_ms[k] + mean_ms[k])
+                groups_before = n_groups
+                group, n_active, n_groups, start_ms = group_class(mixture, n_active, n_groups, w, wait_ms[k],
+                                                                  mean_ms[k], LOG_INVERSE_P99_TARGET, start_ms)
                 if mean_ms[k] > 0.0:  # real service (zombie classes were counted as failed)
-                    if wait_ms[k] != last_wait_ms or mean_ms[k] != last_mean_ms:
-                        last_wait_ms = wait_ms[k]
-                        last_mean_ms = mean_ms[k]
-                        timeout_tail = class_tail(p.client_timeout_ms, wait_ms[k], mean_ms[k])
-                        slo_tail = class_tail(p.slo_p99_ms, wait_ms[k], mean_ms[k])
-                    timed_out = share[k] * timeout_tail
+                    if n_groups > groups_before:
+                        group_tails[0, group] = class_tail(p.client_timeout_ms, wait_ms[k], mean_ms[k])
+                        group_tails[1, group] = class_tail(p.slo_p99_ms, wait_ms[k], mean_ms[k])
+                    timed_out = share[k] * group_tails[0, group]
                     served_ok += share[k] - timed_out
                     failed_rps += timed_out
-                    good += share[k] * (1.0 - slo_tail)
+                    good += share[k] * (1.0 - group_tails[1, group])
                 share[k] = w
-        p99 = mixture_quantile(P99_QUANTILE, share, wait_ms, mean_ms, N_CLASSES)
+        p99 = grouped_quantile(P99_QUANTILE, mixture, n_active, n_groups, start_ms)
     elif admitted > 0.0:
         # requests arrive but nothing completes (e.g. database down): clients time out
         latency_mean = p.client_timeout_ms
