@@ -24,7 +24,7 @@ from dime_gym.core.latency import (
     QUANTILE_STEP_MS,
     _tail_and_slopes,
     class_tail,
-    group_class,
+    group_classes,
     mixture_quantile,
     mixture_tail,
 )
@@ -218,14 +218,9 @@ def _tail_and_slopes_class_by_class(x, share, wait, mean, rate):
 
 
 def _grouped(share, wait, mean):
-    """The mixture grouped as the p99 search groups it (``group_class``, class by class)."""
+    """The mixture grouped as the p99 search groups it (``group_classes``)."""
     mixture = np.zeros((MIXTURE_ROWS, N_CLASSES))
-    n_active = n_groups = 0
-    start_ms = 0.0
-    for k in range(N_CLASSES):
-        if share[k] > 0.0:
-            _, n_active, n_groups, start_ms = group_class(mixture, n_active, n_groups, share[k], wait[k], mean[k],
-                                                          LOG_INVERSE_P99_TARGET, start_ms)
+    n_active, n_groups, _ = group_classes(mixture, share, wait, mean, N_CLASSES, LOG_INVERSE_P99_TARGET)
     return mixture, n_active, n_groups
 
 

@@ -153,9 +153,17 @@ def mixture_quantile(q, share, wait_ms, mean_ms, n):
     """The ``q`` quantile of the mixture of the first ``n`` classes (at most ``N_CLASSES``) on
     the ``QUANTILE_STEP_MS`` grid: the smallest grid point ``x >= QUANTILE_STEP_MS`` with
     ``P(latency > x) <= 1 - q``, or ``LATENCY_CAP_MS`` when even the cap's tail is above
-    ``1 - q``. Groups the classes (``group_class``), then ``grouped_quantile``."""
-    log_inverse_target = math.log(1.0 / (1.0 - q))
+    ``1 - q``. Groups the classes (``group_classes``), then ``grouped_quantile``."""
     mixture = stack_zeros(MIXTURE_ROWS, N_CLASSES)
+    n_active, n_groups, start_ms = group_classes(mixture, share, wait_ms, mean_ms, n, math.log(1.0 / (1.0 - q)))
+    return grouped_quantile(q, mixture, n_active, n_groups, start_ms)
+
+
+@inlined_kernel
+def group_classes(mixture, share, wait_ms, mean_ms, n, log_inverse_target):
+    """Group the classes in service among the first ``n`` into ``mixture`` (zeroed, ``MIXTURE_ROWS
+    x N_CLASSES``), class by class with ``group_class``. Returns ``(n_active, n_groups,
+    start_ms)``."""
     n_active = 0
     n_groups = 0
     start_ms = 0.0
@@ -163,7 +171,7 @@ def mixture_quantile(q, share, wait_ms, mean_ms, n):
         if share[k] > 0.0:
             _, n_active, n_groups, start_ms = group_class(mixture, n_active, n_groups, share[k], wait_ms[k],
                                                           mean_ms[k], log_inverse_target, start_ms)
-    return grouped_quantile(q, mixture, n_active, n_groups, start_ms)
+    return n_active, n_groups, start_ms
 
 
 @inlined_kernel
